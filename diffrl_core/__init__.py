@@ -1,0 +1,72 @@
+"""diffrl: a plugin registry of gymnasium envs and stable-baselines3 policy components.
+
+Importing this package loads no plugin and imports neither torch nor stable-baselines3;
+:func:`make_model` and :func:`load_model` import them when called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from diffrl_core.errors import (
+    ConfigError,
+    DiffRLError,
+    DuplicateNameError,
+    IncompatibleComponentsError,
+    MissingComponentError,
+    PluginLoadError,
+    UnknownNameError,
+)
+from diffrl_core.hookspecs import hookimpl
+from diffrl_core.plugins import load_plugins
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from os import PathLike
+
+    import gymnasium as gym
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.vec_env import VecEnv
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DiffRLError",
+    "DuplicateNameError",
+    "IncompatibleComponentsError",
+    "MissingComponentError",
+    "PluginLoadError",
+    "UnknownNameError",
+    "hookimpl",
+    "load_model",
+    "load_plugins",
+    "make_model",
+]
+
+
+def make_model(
+    config: Mapping[str, Any] | str | PathLike[str], env: gym.Env | VecEnv | None = None
+) -> BaseAlgorithm:
+    """Compose a stable-baselines3 model from the component names of a config.
+
+    :param config: a config mapping, or the path of a YAML config file
+    :param env: the env to train on; by default made from the config's ``env``, ``env_kwargs``
+        and ``n_envs``
+    :return: a :class:`~stable_baselines3.common.base_class.BaseAlgorithm`, ready to ``learn()``
+    """
+    from diffrl_core.compose import make_model as _make_model
+
+    return _make_model(config, env=env)
+
+
+def load_model(path: str | PathLike[str], env: gym.Env | VecEnv | None = None, **kwargs: Any) -> BaseAlgorithm:
+    """Load a model saved with ``model.save(path)``, rebuilding its components by name.
+
+    :param path: the saved ``.zip``
+    :param env: an env with the same spaces, to continue training on
+    :param kwargs: passed to stable-baselines3's ``load`` (e.g. ``device``)
+    """
+    from diffrl_core.compose import load_model as _load_model
+
+    return _load_model(path, env=env, **kwargs)

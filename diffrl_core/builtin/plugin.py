@@ -1,0 +1,26 @@
+"""The built-in plugin ``diffrl_core``: registers the core's components by import path.
+
+Targets are strings so that listing plugins never imports torch.
+"""
+
+from __future__ import annotations
+
+from diffrl_core.hookspecs import RegisterComponent, hookimpl
+
+
+@hookimpl
+def register_actor_heads(register: RegisterComponent) -> None:
+    register("deterministic", "diffrl_core.builtin.heads:DeterministicHead")
+
+
+@hookimpl
+def register_loss_terms(register: RegisterComponent) -> None:
+    register("q_value", "diffrl_core.builtin.losses:QValueLoss")
+    register("bc", "diffrl_core.builtin.losses:BehaviourCloningLoss")
+
+
+@hookimpl
+def register_postprocessors(register: RegisterComponent) -> None:
+    register("unscale", "diffrl_core.builtin.postprocessors:Unscale")
+    register("clip", "diffrl_core.builtin.postprocessors:Clip")
+    register("tanh", "diffrl_core.builtin.postprocessors:Tanh")

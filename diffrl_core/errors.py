@@ -1,0 +1,88 @@
+"""The one error hierarchy of diffrl.
+
+Every error a user can act on is a :class:`DiffRLError`; the CLI catches it once and
+exits with code 2 and the message, without a traceback. Messages name the thing, where it
+came from (plugin, distribution, config key) and what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DiffRLError(Exception):
+    """Base class of every error diffrl raises for a user to act on."""
+
+
+class PluginLoadError(DiffRLError):
+    """A plugin could not be imported, registered or called."""
+
+    def __init__(self, plugin: str, reason: str) -> None:
+        self.plugin = plugin
+        self.reason = reason
+        super().__init__(f"plugin {plugin!r}: {reason}")
+
+
+class DuplicateNameError(DiffRLError):
+    """A name (component or env id) was registered twice; the message names both owners."""
+
+    def __init__(self, kind: str, name: str, owner: str, intruder: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.owner = owner
+        self.intruder = intruder
+        super().__init__(
+            f"{_KIND_LABELS.get(kind, kind)} {name!r} from {intruder} is already registered by "
+            f"{owner}; {intruder}'s {name!r} was not registered (rename it, or block one plugin "
+            f"with DIFFRL_DISABLE_PLUGINS)"
+        )
+
+
+class UnknownNameError(DiffRLError):
+    """A name that no loaded plugin registered."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], where: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        known = sorted(known)
+        label = _KIND_LABELS.get(kind, kind)
+        message = f"unknown {label} {name!r}"
+        if where:
+            message += f" (in {where})"
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        if close:
+            message += f"; did you mean {', '.join(repr(c) for c in close)}?"
+        elif known:
+            message += f"; registered: {', '.join(known)}"
+        message += f" Run `diffrl list {kind}` to see all of them with their plugins."
+        super().__init__(message)
+
+
+class MissingComponentError(UnknownNameError):
+    """A saved model names a component whose plugin is not installed (or not loaded)."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], distribution: str | None) -> None:
+        super().__init__(kind, name, known, where="the saved model")
+        if distribution:
+            self.args = (
+                f"{self.args[0]} The model was saved with {name!r} from the distribution "
+                f"{distribution!r}: install it (pip install {distribution}) or check that "
+                f"DIFFRL_LOAD_PLUGINS / DIFFRL_DISABLE_PLUGINS do not exclude it.",
+            )
+
+
+class IncompatibleComponentsError(DiffRLError):
+    """Components (or a component and the env / algorithm) that cannot work together."""
+
+
+class ConfigError(DiffRLError):
+    """A config file or mapping that is not valid."""
+
+
+_KIND_LABELS = {
+    "envs": "env id",
+    "actor_heads": "actor head",
+    "loss_terms": "loss term",
+    "postprocessors": "post-processor",
+}
