@@ -1,0 +1,197 @@
+"""The interfaces of the three kinds of policy component: heads, loss terms, post-processors.
+
+Conventions (the same for every component):
+
+- The actor computes ``features -> latent`` with stable-baselines3's MLP (``net_arch``),
+  then the **head** maps ``latent -> raw action`` (a sample or a deterministic action).
+- The **post-processor** maps ``raw action -> normalized action`` in ``[-1, 1]``. The
+  normalized action is what the critic sees (in the actor loss and in the replay buffer);
+  the env receives it rescaled to ``[low, high]`` by stable-baselines3
+  (``policy.unscale_action``). ``predict()`` and experience collection use the same
+  mapping, so the buffer always holds the action the critic should learn on.
+- A **loss term** receives an :class:`ActorLossContext` once per actor update and returns a
+  scalar; the actor loss is the weighted sum of the configured terms, in config order.
+
+Components are constructed with their config kwargs (``head_kwargs``, ``postprocess_kwargs``,
+``losses[i].kwargs``); a saved model stores names and kwargs, never the classes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+import torch as th
+from gymnasium import spaces
+from torch import nn
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+#: What a loss term returns: the scalar loss, or the loss and extra values to log.
+LossOutput = Union[th.Tensor, tuple[th.Tensor, Mapping[str, float]]]
+
+
+@dataclass
+class HeadSample:
+    """A reparameterized sample of a head, for the actor loss.
+
+    :param actions: raw actions, shape ``(batch, action_dim)``, differentiable w.r.t. the
+        head's parameters (``rsample``)
+    :param log_prob: log-probability of ``actions``, shape ``(batch,)``, or None for heads
+        without one
+    :param params: the distribution parameters the head computed (e.g. ``mean``, ``log_std``),
+        for loss terms that work with them directly
+    """
+
+    actions: th.Tensor
+    log_prob: th.Tensor | None = None
+    params: dict[str, th.Tensor] = field(default_factory=dict)
+
+
+class ActorHead(nn.Module, ABC):
+    """Turns the actor's latent features into actions.
+
+    Subclasses set the class attributes that say what they offer; :mod:`diffrl_core.compose`
+    checks them against the loss terms, the post-processor and the algorithm before
+    anything is built.
+
+    :param latent_dim: size of the latent features (last layer of ``net_arch``)
+    :param action_dim: size of the (flat) action
+    """
+
+    #: samples actions (``forward(deterministic=False)`` differs from ``deterministic=True``)
+    stochastic: ClassVar[bool] = False
+    #: ``sample()`` returns a log-probability
+    has_log_prob: ClassVar[bool] = False
+    #: raw actions always lie in ``[-1, 1]`` (e.g. tanh-squashed)
+    bounded: ClassVar[bool] = False
+
+    def __init__(self, latent_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.action_dim = action_dim
+
+    @abstractmethod
+    def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        """Raw actions for acting: the mode when ``deterministic``, a sample otherwise."""
+
+    def sample(self, latent: th.Tensor) -> HeadSample:
+        """A differentiable sample for the actor loss (with its log-prob when the head has one)."""
+        return HeadSample(self(latent, deterministic=False))
+
+    @classmethod
+    def check_action_space(cls, action_space: spaces.Space) -> str | None:
+        """Why this head cannot act in ``action_space``, or None if it can."""
+        if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+            return f"needs a 1-D continuous action space (gymnasium.spaces.Box), got {action_space}"
+        if not (action_space.is_bounded("both")):
+            return f"needs finite action bounds to rescale to, got low={action_space.low}, high={action_space.high}"
+        return None
+
+
+class PostProcessor(nn.Module, ABC):
+    """Maps raw head output to the normalized action in ``[-1, 1]``.
+
+    It must be differentiable where the loss terms need it: the actor loss evaluates the
+    critic at ``postprocessor(raw)``, the same action the replay buffer stores.
+
+    :param action_space: the env's action space
+    """
+
+    #: accepts raw actions outside ``[-1, 1]`` (if False, only ``bounded`` heads fit)
+    accepts_unbounded: ClassVar[bool] = True
+
+    def __init__(self, action_space: spaces.Box) -> None:
+        super().__init__()
+        self.action_space = action_space
+
+    @abstractmethod
+    def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
+        """Normalized actions in ``[-1, 1]``.
+
+        :param raw_actions: the head's output
+        :param explore: True when collecting experience (``predict(deterministic=False)``);
+            a post-processor may add exploration here, and the buffer then stores it
+        """
+
+    @classmethod
+    def check_head(cls, head: type[ActorHead]) -> str | None:
+        """Why this post-processor cannot follow ``head``, or None if it can."""
+        if not cls.accepts_unbounded and not head.bounded:
+            return "needs raw actions in [-1, 1] (a bounded head such as 'squashed_gaussian' or 'deterministic')"
+        return None
+
+
+@dataclass
+class ActorLossContext:
+    """Everything an actor loss term may use, for one gradient step.
+
+    :param batch: the replay buffer sample (``observations``, ``actions`` as stored in the
+        buffer, normalized to ``[-1, 1]``, ``rewards``, ``next_observations``, ``dones``)
+    :param sample: the head's reparameterized sample at ``batch.observations`` (raw actions,
+        log-prob, distribution parameters)
+    :param actions: ``sample.actions`` after the post-processor: the normalized actions the
+        critic sees, differentiable
+    :param q: the Q estimate the algorithm trains the actor on, for normalized actions at
+        ``batch.observations``: SAC's minimum over its critics, TD3's first critic.
+        Returns shape ``(batch, 1)``
+    :param postprocess: the post-processor (raw -> normalized actions), for terms that
+        evaluate the critic at other raw actions
+    :param alpha: SAC's entropy coefficient (a tensor, fixed or tuned by SAC), None under TD3
+    :param algo: ``"sac"`` or ``"td3"``
+    """
+
+    batch: ReplayBufferSamples
+    sample: HeadSample
+    actions: th.Tensor
+    q: Callable[[th.Tensor], th.Tensor]
+    postprocess: Callable[[th.Tensor], th.Tensor]
+    alpha: th.Tensor | None
+    algo: str
+
+    @property
+    def observations(self) -> th.Tensor:
+        return self.batch.observations
+
+    @property
+    def log_prob(self) -> th.Tensor:
+        """The sample's log-probability, shape ``(batch, 1)``."""
+        if self.sample.log_prob is None:
+            raise RuntimeError("this head has no log-prob; the loss term should declare requires={'log_prob'}")
+        return self.sample.log_prob.reshape(-1, 1)
+
+    @cached_property
+    def q_pi(self) -> th.Tensor:
+        """``q(actions)``, computed once per step however many terms use it."""
+        return self.q(self.actions)
+
+
+class LossTerm(ABC):
+    """One term of the actor loss.
+
+    Subclasses take their config kwargs in ``__init__`` and hold no trained state (a saved
+    model stores the term's name, weight and kwargs).
+    """
+
+    #: what the term needs from the context: ``"log_prob"`` (a head with a log-prob),
+    #: ``"alpha"`` (SAC's entropy coefficient)
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def __call__(self, ctx: ActorLossContext) -> LossOutput:
+        """The scalar loss to minimize (and optionally a mapping of values to log)."""
+
+    @classmethod
+    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
+        """Why this term cannot train ``head`` under ``algo``, or None if it can."""
+        if "log_prob" in cls.requires and not head.has_log_prob:
+            return "needs a head with a log-prob"
+        if "alpha" in cls.requires and algo != "sac":
+            return f"needs SAC's entropy coefficient alpha, which algo {algo!r} does not have"
+        return None
+
+

@@ -1,0 +1,1 @@
+"""stable-baselines3 policies and training loops whose actor is composed from named components."""

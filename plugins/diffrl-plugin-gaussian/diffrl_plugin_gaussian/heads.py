@@ -1,0 +1,107 @@
+"""Gaussian actor heads: ``latent -> (mean, log_std) -> rsample``."""
+
+from __future__ import annotations
+
+import torch as th
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from torch import nn
+
+from diffrl_core.components import ActorHead, HeadSample
+
+# stable-baselines3's SAC bounds (stable_baselines3.sac.policies.LOG_STD_MIN / MAX)
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+
+
+class _GaussianParams(ActorHead):
+    """Mean and clamped log-std from the latent features.
+
+    :param latent_dim: size of the latent features
+    :param action_dim: size of the action
+    :param log_std_min: lower bound of the log-std
+    :param log_std_max: upper bound of the log-std
+    :param log_std_init: initial log-std (None keeps PyTorch's default initialization)
+    :param state_dependent_std: the log-std is an output of the network (True) or one free
+        parameter per action dimension (False)
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        log_std_min: float = LOG_STD_MIN,
+        log_std_max: float = LOG_STD_MAX,
+        log_std_init: float | None = None,
+        state_dependent_std: bool = True,
+    ) -> None:
+        super().__init__(latent_dim, action_dim)
+        if log_std_min >= log_std_max:
+            raise ValueError(f"log_std_min ({log_std_min}) must be below log_std_max ({log_std_max})")
+        self.log_std_min = log_std_min
+        self.log_std_max = log_std_max
+        self.state_dependent_std = state_dependent_std
+        # Same layers and order as SB3's SAC actor (mu, then log_std), so same initial weights
+        self.mu = nn.Linear(latent_dim, action_dim)
+        if state_dependent_std:
+            self.log_std = nn.Linear(latent_dim, action_dim)
+            if log_std_init is not None:
+                nn.init.constant_(self.log_std.bias, log_std_init)
+        else:
+            self.log_std = nn.Parameter(th.full((action_dim,), 0.0 if log_std_init is None else log_std_init))
+
+    def params(self, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        mean = self.mu(latent)
+        log_std = self.log_std(latent) if self.state_dependent_std else self.log_std.expand_as(mean)
+        return mean, th.clamp(log_std, self.log_std_min, self.log_std_max)
+
+
+class GaussianHead(_GaussianParams):
+    """Diagonal Gaussian, sampled with ``rsample`` (``a = mean + std * eps``), not squashed.
+
+    Raw actions are unbounded: pair it with the ``tanh`` or ``clip`` post-processor. The
+    sample's ``params`` hold ``mean``, ``log_std`` and the standard normal ``noise`` eps.
+    """
+
+    stochastic = True
+    has_log_prob = True
+    bounded = False
+
+    def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        mean, log_std = self.params(latent)
+        if deterministic:
+            return mean
+        return mean + log_std.exp() * th.randn_like(mean)
+
+    def sample(self, latent: th.Tensor) -> HeadSample:
+        mean, log_std = self.params(latent)
+        std = log_std.exp()
+        noise = th.randn_like(mean)
+        actions = mean + std * noise  # rsample: differentiable in mean and std
+        log_prob = th.distributions.Normal(mean, std).log_prob(actions).sum(dim=-1)
+        return HeadSample(actions, log_prob, {"mean": mean, "log_std": log_std, "noise": noise})
+
+
+class SquashedGaussianHead(_GaussianParams):
+    """Diagonal Gaussian squashed by tanh: stable-baselines3's SAC actor output.
+
+    Uses SB3's :class:`~stable_baselines3.common.distributions.SquashedDiagGaussianDistribution`,
+    so the log-prob includes the tanh correction and the numbers equal SB3's. Raw actions lie
+    in ``[-1, 1]``: pair it with ``unscale``.
+    """
+
+    stochastic = True
+    has_log_prob = True
+    bounded = True
+
+    def __init__(self, latent_dim: int, action_dim: int, **kwargs: float | bool | None) -> None:
+        super().__init__(latent_dim, action_dim, **kwargs)  # type: ignore[arg-type]
+        self.distribution = SquashedDiagGaussianDistribution(action_dim)
+
+    def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        mean, log_std = self.params(latent)
+        return self.distribution.actions_from_params(mean, log_std, deterministic=deterministic)
+
+    def sample(self, latent: th.Tensor) -> HeadSample:
+        mean, log_std = self.params(latent)
+        actions, log_prob = self.distribution.log_prob_from_params(mean, log_std)
+        return HeadSample(actions, log_prob, {"mean": mean, "log_std": log_std})

@@ -1,0 +1,17 @@
+"""Registers the plugin's components by import path, so listing them imports no torch."""
+
+from __future__ import annotations
+
+from diffrl_core import hookimpl
+from diffrl_core.hookspecs import RegisterComponent
+
+
+@hookimpl
+def register_actor_heads(register: RegisterComponent) -> None:
+    register("gaussian", "diffrl_plugin_gaussian.heads:GaussianHead")
+    register("squashed_gaussian", "diffrl_plugin_gaussian.heads:SquashedGaussianHead")
+
+
+@hookimpl
+def register_loss_terms(register: RegisterComponent) -> None:
+    register("sac_entropy", "diffrl_plugin_gaussian.losses:SACEntropyLoss")

@@ -1,0 +1,93 @@
+"""The compositions that mirror stable-baselines3's SAC and TD3 train to the same parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
+
+from diffrl_core import make_model
+
+STEPS = 600  # learning_starts + 500 gradient steps (train_freq 1, gradient_steps 1)
+HYPERPARAMETERS = dict(learning_starts=100, batch_size=64, buffer_size=10_000)
+NET_ARCH = [64, 64]
+
+
+def flat_parameters(module: th.nn.Module) -> list[np.ndarray]:
+    return [p.detach().cpu().numpy().copy() for p in module.parameters()]
+
+
+def max_abs_difference(a: th.nn.Module, b: th.nn.Module) -> float:
+    pa, pb = flat_parameters(a), flat_parameters(b)
+    assert [p.shape for p in pa] == [p.shape for p in pb]
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(pa, pb))
+
+
+@pytest.mark.parametrize("ent_coef", ["auto", 0.2])
+def test_squashed_gaussian_sac_entropy_equals_sb3_sac(ent_coef) -> None:
+    reference = SAC(
+        "MlpPolicy",
+        make_vec_env("Pendulum-v1"),
+        policy_kwargs=dict(net_arch=NET_ARCH),
+        ent_coef=ent_coef,
+        seed=0,
+        **HYPERPARAMETERS,
+    )
+    reference.learn(STEPS)
+    composed = make_model(
+        {
+            "env": "Pendulum-v1",
+            "algo": "sac",
+            "policy": {
+                "net_arch": NET_ARCH,
+                "head": "squashed_gaussian",
+                "losses": [{"name": "sac_entropy", "weight": 1.0}],
+                "postprocess": "unscale",
+            },
+            "algo_kwargs": dict(HYPERPARAMETERS, ent_coef=ent_coef),
+            "seed": 0,
+        },
+        env=make_vec_env("Pendulum-v1"),
+    )
+    composed.learn(STEPS)
+    assert composed._n_updates == reference._n_updates >= 500
+    assert max_abs_difference(composed.actor, reference.actor) <= 1e-6
+    assert max_abs_difference(composed.critic, reference.critic) <= 1e-6
+    assert max_abs_difference(composed.critic_target, reference.critic_target) <= 1e-6
+    if ent_coef == "auto":
+        assert abs(composed.log_ent_coef.item() - reference.log_ent_coef.item()) <= 1e-6
+    # and the parameters did move: equality is not two untrained models
+    untrained = SAC("MlpPolicy", make_vec_env("Pendulum-v1"), policy_kwargs=dict(net_arch=NET_ARCH), seed=0)
+    assert max_abs_difference(composed.actor, untrained.actor) > 1e-3
+
+
+def test_deterministic_q_value_equals_sb3_td3() -> None:
+    noise = dict(mean=np.zeros(1), sigma=0.1 * np.ones(1))
+    reference = TD3(
+        "MlpPolicy",
+        make_vec_env("Pendulum-v1"),
+        policy_kwargs=dict(net_arch=NET_ARCH),
+        action_noise=NormalActionNoise(**noise),
+        seed=0,
+        **HYPERPARAMETERS,
+    )
+    reference.learn(STEPS)
+    composed = make_model(
+        {
+            "env": "Pendulum-v1",
+            "algo": "td3",
+            "policy": {"net_arch": NET_ARCH, "head": "deterministic", "losses": [{"name": "q_value"}], "postprocess": "unscale"},
+            "action_noise": {"type": "normal", "sigma": 0.1},
+            "algo_kwargs": HYPERPARAMETERS,
+            "seed": 0,
+        },
+        env=make_vec_env("Pendulum-v1"),
+    )
+    composed.learn(STEPS)
+    assert composed._n_updates == reference._n_updates >= 500
+    assert max_abs_difference(composed.actor, reference.actor) <= 1e-6
+    assert max_abs_difference(composed.actor_target, reference.actor_target) <= 1e-6
+    assert max_abs_difference(composed.critic, reference.critic) <= 1e-6
