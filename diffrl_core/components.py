@@ -185,6 +185,15 @@ class LossTerm(ABC):
     def __call__(self, ctx: ActorLossContext) -> LossOutput:
         """The scalar loss to minimize (and optionally a mapping of values to log)."""
 
+    def reference_loss(self, ctx: ActorLossContext) -> th.Tensor | None:
+        """For a term whose backward pass is written by hand: the same loss by plain autograd.
+
+        ``diffrl gradcheck`` (and :func:`diffrl_core.gradcheck.check_gradients`) compare the
+        gradients of ``self(ctx)`` with those of this reference. None (the default): the
+        term declares no closed-form gradient.
+        """
+        return None
+
     @classmethod
     def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
         """Why this term cannot train ``head`` under ``algo``, or None if it can."""
