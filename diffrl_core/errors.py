@@ -53,9 +53,12 @@ class UnknownNameError(DiffRLError):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
-        elif known:
-            message += f"; registered: {', '.join(known)}"
-        message += f" Run `diffrl list {kind}` to see all of them with their plugins."
+        elif 0 < len(known) <= 12:
+            message += f"; registered: {', '.join(known)}."
+        if kind == "envs":
+            message += " Run `diffrl list envs` for the plugins' envs, `python -c 'import gymnasium; gymnasium.pprint_registry()'` for all."
+        else:
+            message += f" Run `diffrl list {kind}` to see all of them with their plugins."
         super().__init__(message)
 
 

@@ -37,7 +37,11 @@ class FakeEntryPoint:
 
 @pytest.fixture(autouse=True)
 def clean_gym_registry() -> Iterator[None]:
-    """Env ids registered by a test do not leak into the next one."""
+    """Env ids registered by a test do not leak into the next one.
+
+    The process-wide plugins load first, so their envs are part of the baseline.
+    """
+    diffrl_core.plugins.load_plugins()
     before = set(gymnasium.registry)
     yield
     for env_id in set(gymnasium.registry) - before:
