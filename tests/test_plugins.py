@@ -324,3 +324,22 @@ def test_load_plugins_is_idempotent(fresh_global_host, fake_entry_points, make_p
     host = load_plugins()
     assert load_plugins() is host
     assert list(host.plugins) == ["diffrl_core", "good"]
+
+
+def test_every_hook_is_documented_with_an_example() -> None:
+    from diffrl_core import hookspecs
+    from diffrl_core.plugins import HOOK_NAMES
+
+    for hook in HOOK_NAMES.values():
+        doc = getattr(hookspecs, hook).__doc__
+        assert doc and "Example::" in doc and ":param register:" in doc, hook
+
+
+def test_every_hook_is_exercised_by_a_test_plugin() -> None:
+    from pathlib import Path
+
+    from diffrl_core.plugins import HOOK_NAMES
+
+    sources = Path(__file__).read_text()
+    for hook in HOOK_NAMES.values():
+        assert f"def {hook}(register)" in sources, f"no test plugin implements {hook}"
