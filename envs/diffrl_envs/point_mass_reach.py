@@ -34,16 +34,17 @@ class PointMassReachEnv(Env):
 
     ## Observation Space
 
-    ``Box(-inf, inf, (6,), float32)``:
+    ``Box(low, high, (6,), float32)``; the declared bounds are generous and the observation
+    is clipped to them (which never happens in practice):
 
-    | Num | Observation                         | Typical range |
-    |-----|-------------------------------------|---------------|
-    | 0   | x position of the mass (m)          | [-0.3, 0.3]   |
-    | 1   | y position of the mass (m)          | [-0.3, 0.3]   |
-    | 2   | x velocity (m/s)                    | [-1, 1]       |
-    | 3   | y velocity (m/s)                    | [-1, 1]       |
-    | 4   | goal x - mass x (m)                 | [-0.55, 0.55] |
-    | 5   | goal y - mass y (m)                 | [-0.55, 0.55] |
+    | Num | Observation                | Declared bounds | Actual range  |
+    |-----|----------------------------|-----------------|---------------|
+    | 0   | x position of the mass (m) | [-0.4, 0.4]     | [-0.31, 0.31] |
+    | 1   | y position of the mass (m) | [-0.4, 0.4]     | [-0.31, 0.31] |
+    | 2   | x velocity (m/s)           | [-5, 5]         | about [-1, 1] |
+    | 3   | y velocity (m/s)           | [-5, 5]         | about [-1, 1] |
+    | 4   | goal x - mass x (m)        | [-0.8, 0.8]     | [-0.55, 0.55] |
+    | 5   | goal y - mass y (m)        | [-0.8, 0.8]     | [-0.55, 0.55] |
 
     ## Rewards
 
@@ -102,7 +103,8 @@ class PointMassReachEnv(Env):
 
         ctrl_range = self.model.actuator_ctrlrange.astype(np.float32)
         self.action_space = spaces.Box(low=ctrl_range[:, 0], high=ctrl_range[:, 1], dtype=np.float32)
-        self.observation_space = spaces.Box(low=-np.inf, high=np.inf, shape=(6,), dtype=np.float32)
+        obs_high = np.array([0.4, 0.4, 5.0, 5.0, 0.8, 0.8], dtype=np.float32)
+        self.observation_space = spaces.Box(low=-obs_high, high=obs_high, dtype=np.float32)
         self.goal = np.zeros(2, dtype=np.float64)
         self._renderer: mujoco.Renderer | None = None
 
@@ -113,7 +115,8 @@ class PointMassReachEnv(Env):
 
     def _get_obs(self) -> np.ndarray:
         pos = self.data.qpos[:2]
-        return np.concatenate([pos, self.data.qvel[:2], self.goal - pos]).astype(np.float32)
+        obs = np.concatenate([pos, self.data.qvel[:2], self.goal - pos]).astype(np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _distance(self) -> float:
         return float(np.linalg.norm(self.goal - self.data.qpos[:2]))
