@@ -112,6 +112,10 @@ def resolve_components(config: Config, host: PluginHost | None = None) -> Compon
     _expect_subclass(postprocessor, PostProcessor, post_reg)
     for loss, reg in zip(loss_terms, loss_regs):
         _expect_subclass(loss, LossTerm, reg)
+    _check_kwargs(head, head_reg, config.policy.head_kwargs, "policy.head_kwargs", fixed=2)
+    _check_kwargs(postprocessor, post_reg, config.policy.postprocess_kwargs, "policy.postprocess_kwargs", fixed=1)
+    for i, (spec, loss, reg) in enumerate(zip(config.losses, loss_terms, loss_regs)):
+        _check_kwargs(loss, reg, spec.kwargs, f"policy.losses[{i}].kwargs", fixed=0)
 
     if config.algo == "sac" and not head.has_log_prob:
         raise IncompatibleComponentsError(
@@ -210,6 +214,22 @@ def _expect_subclass(component: Any, base: type, registration: Registration) -> 
             f"{registration.provenance.describe()} is {component!r}, not a subclass of "
             f"diffrl_core.components.{base.__name__}"
         )
+
+
+def _check_kwargs(component: type, registration: Registration, kwargs: Mapping[str, Any], key: str, fixed: int) -> None:
+    """Config kwargs must fit the component's constructor (after its ``fixed`` positional arguments)."""
+    signature = inspect.signature(component)
+    try:
+        signature.bind(*range(fixed), **kwargs)
+    except TypeError as exc:
+        accepted = [name for name in list(signature.parameters)[fixed:]
+                    if signature.parameters[name].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+                    or signature.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY]
+        raise ConfigError(
+            f"{key}: {registration.kind[:-1].replace('_', ' ')} {registration.name!r} "
+            f"({registration.provenance.describe()}) does not take these kwargs ({exc}); "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        ) from None
 
 
 def _provenance(registration: Registration) -> dict[str, Any]:

@@ -131,6 +131,24 @@ def test_unknown_component_suggests_close_names() -> None:
         make_model(config)
 
 
+@pytest.mark.parametrize(
+    "policy,key",
+    [({"head": "squashed_gaussian", "head_kwargs": {"log_std_mn": -5}}, "policy.head_kwargs"),
+     ({"postprocess": "clip", "postprocess_kwargs": {"limit": 1}}, "policy.postprocess_kwargs"),
+     ({"losses": [{"name": "sac_entropy"}, {"name": "bc", "kwargs": {"scale": 2}}]}, r"policy.losses\[1\].kwargs")],
+)
+def test_component_kwargs_are_checked_when_composing(policy, key) -> None:
+    with pytest.raises(ConfigError, match=f"{key}: .* does not take these kwargs"):
+        make_model({"env": "Pendulum-v1", "policy": policy})
+
+
+def test_head_kwargs_reach_the_head() -> None:
+    model = make_model({"env": "Pendulum-v1", "policy": {"head": "squashed_gaussian", "net_arch": [8],
+                                                         "head_kwargs": {"log_std_init": -1.5, "log_std_max": 0.5}}})
+    head = model.actor.head
+    assert head.log_std_max == 0.5 and float(head.log_std.bias[0]) == -1.5
+
+
 def test_unsupported_action_space_is_refused() -> None:
     config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale")
     config["env"] = "CartPole-v1"

@@ -93,8 +93,16 @@ class SquashedGaussianHead(_GaussianParams):
     has_log_prob = True
     bounded = True
 
-    def __init__(self, latent_dim: int, action_dim: int, **kwargs: float | bool | None) -> None:
-        super().__init__(latent_dim, action_dim, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        log_std_min: float = LOG_STD_MIN,
+        log_std_max: float = LOG_STD_MAX,
+        log_std_init: float | None = None,
+        state_dependent_std: bool = True,
+    ) -> None:
+        super().__init__(latent_dim, action_dim, log_std_min, log_std_max, log_std_init, state_dependent_std)
         self.distribution = SquashedDiagGaussianDistribution(action_dim)
 
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
