@@ -15,3 +15,5 @@ def register_actor_heads(register: RegisterComponent) -> None:
 @hookimpl
 def register_loss_terms(register: RegisterComponent) -> None:
     register("sac_entropy", "diffrl_plugin_gaussian.losses:SACEntropyLoss")
+    register("sac_entropy_closed_form", "diffrl_plugin_gaussian.closed_form:SACEntropyClosedFormLoss")
+    register("sac_entropy_detached", "diffrl_plugin_gaussian.closed_form:SACEntropyDetachedLoss")

@@ -1,0 +1,152 @@
+"""SAC's actor loss with a hand-written backward pass, and its detached-log-prob variant.
+
+For the ``gaussian`` head (``a = mu + sigma * eps``, ``sigma = exp(log_sigma)``, rsample) and
+the per-sample loss ``l = alpha * log pi(a | mu, sigma) - Q(post(a))`` the *total* derivatives
+(``a`` moves with ``mu`` and ``sigma``), per action dimension ``i``, are::
+
+    log pi(a | mu, sigma) = sum_i [-0.5 log(2 pi) - log_sigma_i - eps_i^2 / 2]   # (a - mu) / sigma = eps
+
+    dl / dmu_i        = -g_i
+    dl / dlog_sigma_i = -alpha - g_i * sigma_i * eps_i
+
+with ``g = d Q(post(a)) / d a`` (the critic's action gradient, through the post-processor).
+The log-prob contributes nothing to ``dl/dmu`` and exactly ``-alpha`` to ``dl/dlog_sigma``:
+once ``a`` is reparameterized, ``log pi`` depends on ``mu`` not at all and on ``log_sigma``
+only through ``-log_sigma``. The batch loss is the mean over the batch, so each row's
+gradient is divided by the batch size. ``docs/gradients.md`` compares this with the seed
+document's formulas, which are the gradient of :class:`SACEntropyDetachedLoss` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+
+from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, LossTerm
+from diffrl_plugin_gaussian.heads import GaussianHead
+
+
+class _SACEntropyClosedForm(th.autograd.Function):
+    """``mean(alpha * log pi(a) - Q(post(a)))`` as a function of ``(mean, log_std)``, backward by hand.
+
+    The critic's action gradient ``g`` is computed in :meth:`forward`, on a detached copy of
+    the raw action, with :func:`torch.autograd.grad` restricted to that copy: no gradient
+    reaches the critic's parameters and the critic's graph is freed before ``forward``
+    returns. Only ``g`` (and ``sigma * eps``) are kept for :meth:`backward`.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        mean: th.Tensor,
+        log_std: th.Tensor,
+        noise: th.Tensor,
+        alpha: th.Tensor,
+        loss_ctx: ActorLossContext,
+    ) -> th.Tensor:
+        std = log_std.exp()
+        raw = mean + std * noise  # the same rsample the head computed
+        # The value, computed as the head and sac_entropy compute it (so it is equal to it)
+        log_prob = th.distributions.Normal(mean, std).log_prob(raw).sum(dim=-1, keepdim=True)
+        with th.enable_grad():
+            raw_leaf = raw.detach().requires_grad_(True)
+            # through the post-processor, so tanh / clip are differentiated as sac_entropy does
+            q = loss_ctx.q(loss_ctx.postprocess(raw_leaf))
+            (q_grad,) = th.autograd.grad(q.sum(), raw_leaf)
+        q = q.detach()
+        batch = mean.shape[0]
+        ctx.save_for_backward(q_grad, std * noise, alpha)
+        ctx.batch = batch
+        return (alpha * log_prob - q).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
+        q_grad, std_noise, alpha = ctx.saved_tensors
+        scale = grad_output / ctx.batch
+        grad_mean = -q_grad * scale  # dl/dmu = -g
+        grad_log_std = (-alpha - q_grad * std_noise) * scale  # dl/dlog_sigma = -alpha - g sigma eps
+        return grad_mean, grad_log_std, None, None, None
+
+
+def _gaussian_params(ctx: ActorLossContext, term: str) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    params = ctx.sample.params
+    missing = [key for key in ("mean", "log_std", "noise") if key not in params]
+    if missing:
+        raise RuntimeError(
+            f"loss term {term!r} needs the head sample's params mean, log_std and noise (the 'gaussian' head "
+            f"provides them); missing: {', '.join(missing)}"
+        )
+    return params["mean"], params["log_std"], params["noise"]
+
+
+def _reference_sac_entropy(ctx: ActorLossContext) -> th.Tensor:
+    # sac_entropy by plain autograd (SACEntropyLoss's formula)
+    return (ctx.alpha * ctx.log_prob - ctx.q_pi).mean()
+
+
+class SACEntropyClosedFormLoss(LossTerm):
+    """``sac_entropy`` for the ``gaussian`` head, with the gradient w.r.t. mean and log-std by hand.
+
+    Equal in value and in gradient to ``sac_entropy`` under rsample (``diffrl gradcheck
+    sac_entropy_closed_form`` checks it). ``alpha`` receives no gradient (SAC detaches it).
+    The critic's parameters receive no gradient from this term either (``sac_entropy``
+    leaves one, which SAC's next critic step discards with ``zero_grad``).
+    """
+
+    requires = frozenset({"log_prob", "alpha"})
+
+    def __call__(self, ctx: ActorLossContext) -> LossOutput:
+        mean, log_std, noise = _gaussian_params(ctx, "sac_entropy_closed_form")
+        alpha = th.as_tensor(ctx.alpha, dtype=mean.dtype, device=mean.device).detach()
+        return _SACEntropyClosedForm.apply(mean, log_std, noise.detach(), alpha, ctx)
+
+    def reference_loss(self, ctx: ActorLossContext) -> th.Tensor:
+        return _reference_sac_entropy(ctx)
+
+    @classmethod
+    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
+        reason = super().check_compatible(head, algo)
+        if reason:
+            return reason
+        if not (isinstance(head, type) and issubclass(head, GaussianHead)):
+            return (
+                "writes out the gradient of the unsquashed Gaussian log-prob w.r.t. the mean and log-std of the "
+                "'gaussian' head (a = mean + std * noise); it is only valid for that head (or a subclass), use "
+                "'sac_entropy' for other heads"
+            )
+        return None
+
+
+class SACEntropyDetachedLoss(LossTerm):
+    """``alpha * log pi(a.detach()) - Q(a)``: the log-prob evaluated at the detached sample.
+
+    This is **not** SAC's actor loss: its gradient is the seed document's hand derivation
+    (partial derivatives of ``log pi`` with ``a`` held fixed), whose log-prob part is a score
+    function with zero expectation, so the entropy bonus vanishes from the expected
+    gradient and the standard deviation collapses. Kept to train and show the difference
+    (see ``docs/gradients.md``). Works with any head whose sample has ``mean`` and
+    ``log_std`` params (log-prob of an unsquashed diagonal Gaussian).
+    """
+
+    requires = frozenset({"log_prob", "alpha"})
+
+    def __call__(self, ctx: ActorLossContext) -> LossOutput:
+        params = ctx.sample.params
+        if "mean" not in params or "log_std" not in params:
+            raise RuntimeError("loss term 'sac_entropy_detached' needs the head sample's params mean and log_std")
+        mean, log_std = params["mean"], params["log_std"]
+        log_prob = th.distributions.Normal(mean, log_std.exp()).log_prob(ctx.sample.actions.detach())
+        return (ctx.alpha * log_prob.sum(dim=-1, keepdim=True) - ctx.q_pi).mean()
+
+    @classmethod
+    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
+        reason = super().check_compatible(head, algo)
+        if reason:
+            return reason
+        if not (isinstance(head, type) and issubclass(head, GaussianHead)):
+            return "evaluates the unsquashed Gaussian log-prob of the 'gaussian' head; it is only valid for that head"
+        return None
+
+
+__all__ = ["SACEntropyClosedFormLoss", "SACEntropyDetachedLoss"]

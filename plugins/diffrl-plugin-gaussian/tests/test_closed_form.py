@@ -1,0 +1,171 @@
+"""``sac_entropy_closed_form`` against autograd, and ``sac_entropy_detached`` against the seed's formulas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch import nn
+
+from diffrl_core.builtin.postprocessors import Clip, Tanh, Unscale
+from diffrl_core.components import ActorLossContext
+from diffrl_core.gradcheck import check_gradients
+from diffrl_core.plugins import load_plugins
+from diffrl_plugin_gaussian.closed_form import SACEntropyClosedFormLoss, SACEntropyDetachedLoss
+from diffrl_plugin_gaussian.heads import GaussianHead, SquashedGaussianHead
+from diffrl_plugin_gaussian.losses import SACEntropyLoss
+
+BATCH, OBS, ACT, LATENT = 64, 5, 3, 8
+
+
+class Setup:
+    """A random float64 batch through a real ``gaussian`` head and a random critic."""
+
+    def __init__(self, seed: int, postprocess: type = Tanh, state_dependent_std: bool = True) -> None:
+        th.manual_seed(seed)
+        self.obs = th.randn(BATCH, OBS, dtype=th.float64)
+        self.body = nn.Sequential(nn.Linear(OBS, LATENT), nn.Tanh()).double()
+        self.head = GaussianHead(LATENT, ACT, state_dependent_std=state_dependent_std, log_std_init=-0.5).double()
+        self.critic = nn.Sequential(nn.Linear(OBS + ACT, 32), nn.Tanh(), nn.Linear(32, 1)).double()
+        self.post = postprocess(spaces.Box(-1.0, 1.0, (ACT,), dtype="float64"))
+        self.alpha = th.tensor(0.05 + 0.9 * th.rand(()).item(), dtype=th.float64)
+        self.noise_seed = seed + 1000
+
+    def context(self) -> ActorLossContext:
+        with th.random.fork_rng(devices=[]):
+            th.manual_seed(self.noise_seed)  # the same eps for every term
+            sample = self.head.sample(self.body(self.obs))
+        batch = ReplayBufferSamples(self.obs, th.zeros(BATCH, ACT, dtype=th.float64), self.obs,
+                                    th.ones(BATCH, 1, dtype=th.float64), th.zeros(BATCH, 1, dtype=th.float64))
+        return ActorLossContext(
+            batch=batch,
+            sample=sample,
+            actions=self.post(sample.actions),
+            q=lambda a: self.critic(th.cat([self.obs, a], dim=1)),
+            postprocess=self.post,
+            alpha=self.alpha,
+            algo="sac",
+        )
+
+    def actor_params(self) -> list[nn.Parameter]:
+        return [*self.body.parameters(), *self.head.parameters()]
+
+    def grads(self, term: Any) -> tuple[th.Tensor, dict[str, th.Tensor], list[th.Tensor]]:
+        """The loss value, its gradients w.r.t. the head's outputs and w.r.t. the actor's weights."""
+        ctx = self.context()
+        loss = term(ctx)
+        outputs = {"mean": ctx.sample.params["mean"], "log_std": ctx.sample.params["log_std"]}
+        params = self.actor_params()
+        grads = th.autograd.grad(loss, [*outputs.values(), *params])
+        return loss.detach(), dict(zip(outputs, grads[:2])), list(grads[2:])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("postprocess", [Tanh, Clip, Unscale])
+def test_closed_form_equals_sac_entropy_in_value_and_gradient(seed: int, postprocess: type) -> None:
+    setup = Setup(seed, postprocess)
+    value, out_grads, weight_grads = setup.grads(SACEntropyClosedFormLoss())
+    ref_value, ref_out_grads, ref_weight_grads = setup.grads(SACEntropyLoss())
+    assert value.item() == pytest.approx(ref_value.item(), abs=1e-12, rel=1e-12)
+    for name in ("mean", "log_std"):
+        assert th.allclose(out_grads[name], ref_out_grads[name], rtol=0.0, atol=1e-8), name
+        assert (out_grads[name] - ref_out_grads[name]).abs().max().item() < 1e-12
+    # ... and so the actor's weights receive the same gradient, through the log-std clamp too
+    for got, want in zip(weight_grads, ref_weight_grads):
+        assert th.allclose(got, want, rtol=0.0, atol=1e-8)
+
+
+def test_state_independent_std_gets_the_same_gradient() -> None:
+    setup = Setup(7, Tanh, state_dependent_std=False)
+    _, _, weight_grads = setup.grads(SACEntropyClosedFormLoss())
+    _, _, ref_weight_grads = setup.grads(SACEntropyLoss())
+    for got, want in zip(weight_grads, ref_weight_grads):
+        assert th.allclose(got, want, rtol=0.0, atol=1e-8)
+
+
+def _q_grad(setup: Setup, ctx: ActorLossContext) -> th.Tensor:
+    raw = ctx.sample.actions.detach().requires_grad_(True)
+    return th.autograd.grad(ctx.q(ctx.postprocess(raw)).sum(), raw)[0]
+
+
+def test_closed_form_is_the_total_derivative_of_the_docs() -> None:
+    """dL/dmu = -Q'(a) / B and dL/dlog sigma = (-alpha - Q'(a) sigma eps) / B (docs/gradients.md)."""
+    setup = Setup(11)
+    ctx = setup.context()
+    _, grads, _ = setup.grads(SACEntropyLoss())
+    g = _q_grad(setup, ctx)
+    sigma, eps = ctx.sample.params["log_std"].exp().detach(), ctx.sample.params["noise"]
+    assert th.allclose(grads["mean"], -g / BATCH, rtol=0.0, atol=1e-12)
+    assert th.allclose(grads["log_std"], (-setup.alpha - g * sigma * eps) / BATCH, rtol=0.0, atol=1e-12)
+
+
+def test_detached_variant_gradient_is_the_seed_formulas() -> None:
+    """The seed's three formulas (partials of log pi with ``a`` held fixed) are sac_entropy_detached's gradient."""
+    setup = Setup(12)
+    ctx = setup.context()
+    _, grads, _ = setup.grads(SACEntropyDetachedLoss())
+    g = _q_grad(setup, ctx)
+    mu, sigma = ctx.sample.params["mean"].detach(), ctx.sample.params["log_std"].exp().detach()
+    a, eps, alpha = ctx.sample.actions.detach(), ctx.sample.params["noise"], setup.alpha
+    seed_dmu = alpha * (a - mu) / sigma**2 - g
+    seed_dsigma = alpha * (-1 / sigma + (a - mu) ** 2 / sigma**3) - g * eps
+    seed_dlog_sigma = sigma * seed_dsigma
+    assert th.allclose(grads["mean"], seed_dmu / BATCH, rtol=1e-10, atol=1e-12)
+    assert th.allclose(grads["log_std"], seed_dlog_sigma / BATCH, rtol=1e-10, atol=1e-12)
+    # the same value as sac_entropy: only the gradient differs
+    value, _, _ = setup.grads(SACEntropyDetachedLoss())
+    ref_value, ref_grads, _ = setup.grads(SACEntropyLoss())
+    assert value.item() == pytest.approx(ref_value.item(), rel=1e-12)
+    assert not th.allclose(grads["log_std"], ref_grads["log_std"], atol=1e-6)
+
+
+def test_no_gradient_reaches_the_critic_and_no_graph_is_kept() -> None:
+    setup = Setup(3)
+    ctx = setup.context()
+    loss = SACEntropyClosedFormLoss()(ctx)
+    loss.backward()
+    assert all(p.grad is None for p in setup.critic.parameters())
+    assert all(p.grad is not None for p in setup.head.parameters())
+
+
+@pytest.mark.parametrize("seed_count", [5])
+def test_gradcheck_api_passes_at_1e_8(seed_count: int) -> None:
+    result = check_gradients("sac_entropy_closed_form", head="gaussian", seeds=range(seed_count), tolerance=1e-8)
+    assert result.ok, result.format()
+    assert {c.parameter for c in result.checks} == {"mean", "log_std", "value"}
+    assert all(c.max_abs_error < 1e-12 for c in result.checks)
+
+
+def test_registered_by_name() -> None:
+    registry = load_plugins().registry("loss_terms")
+    assert registry.resolve("sac_entropy_closed_form") is SACEntropyClosedFormLoss
+    assert registry.resolve("sac_entropy_detached") is SACEntropyDetachedLoss
+    assert registry.get("sac_entropy_closed_form").provenance.plugin == "gaussian"
+
+
+def test_refuses_other_heads_and_td3() -> None:
+    assert SACEntropyClosedFormLoss.check_compatible(GaussianHead, "sac") is None
+    reason = SACEntropyClosedFormLoss.check_compatible(SquashedGaussianHead, "sac")
+    assert reason and "'gaussian' head" in reason
+    assert SACEntropyClosedFormLoss.check_compatible(GaussianHead, "td3")
+    assert SACEntropyDetachedLoss.check_compatible(SquashedGaussianHead, "sac")
+
+    class MyGaussian(GaussianHead):
+        pass
+
+    assert SACEntropyClosedFormLoss.check_compatible(MyGaussian, "sac") is None
+
+
+def test_make_model_refuses_the_squashed_head() -> None:
+    from diffrl_core import make_model
+    from diffrl_core.errors import IncompatibleComponentsError
+
+    config = {
+        "env": "Pendulum-v1",
+        "policy": {"head": "squashed_gaussian", "losses": [{"name": "sac_entropy_closed_form"}]},
+    }
+    with pytest.raises(IncompatibleComponentsError, match="sac_entropy_closed_form.*squashed_gaussian"):
+        make_model(config)
