@@ -68,5 +68,17 @@ def list_components(kind: str) -> None:
         click.echo(f"{registration.name}\t{registration.provenance.plugin}")
 
 
+from diffrl_core.commands.gradcheck import gradcheck  # noqa: E402
+main.add_command(gradcheck)
+
+from diffrl_core.commands.evaluate import evaluate  # noqa: E402
+from diffrl_core.commands.plot import plot  # noqa: E402
+from diffrl_core.commands.train import train  # noqa: E402
+
+main.add_command(train)
+main.add_command(evaluate)
+main.add_command(plot)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

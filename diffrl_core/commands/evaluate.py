@@ -1,0 +1,44 @@
+"""``diffrl eval``: the mean and std of a trained model's returns, and a video of one episode."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+
+@click.command("eval")
+@click.argument("target", metavar="RUN_DIR_OR_MODEL", type=click.Path(path_type=Path))
+@click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to run.")
+@click.option("--deterministic/--stochastic", default=True, show_default=True, help="Act with the mean action, or sample.")
+@click.option("--video", type=click.Path(dir_okay=False, path_type=Path), help="Write one episode to this GIF (or .mp4 with imageio-ffmpeg).")
+@click.option("--env", "env_id", help="The env to evaluate on (default: the run's env; required for a model outside a run folder).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation env.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (returns, lengths, mean, std).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads torch may use (default: torch's choice).")
+def evaluate(
+    target: Path, episodes: int, deterministic: bool, video: Path | None, env_id: str | None, seed: int, as_json: bool,
+    threads: int | None,
+) -> None:
+    """Evaluate a run's final model (or its latest checkpoint), or a saved model .zip.
+
+    Prints the mean and standard deviation of the episode returns. With --video, one more
+    episode is rendered (envs with rgb_array rendering; MuJoCo uses MUJOCO_GL=egl unless set).
+    """
+    if video is not None:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame envs draw offscreen, no window
+    from diffrl_core import training
+
+    if threads:
+        import torch as th
+
+        th.set_num_threads(threads)
+    report = (lambda message: None) if as_json else click.echo
+    result = training.evaluate_target(target, episodes, deterministic, env_id, seed, video, report)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"mean return {training.fmt(result['mean_return'])} +/- {training.fmt(result['std_return'])} over {episodes} episode(s)")
