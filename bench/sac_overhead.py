@@ -21,10 +21,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from diffrl_core import make_model
 
 
-def timed_learn(model, steps: int) -> float:
-    start = time.perf_counter()
+def timed_learn(model, steps: int) -> tuple[float, float]:
+    """Wall time and this process's CPU time (less sensitive to other load on the machine)."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     model.learn(steps)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def main() -> None:
@@ -43,6 +44,7 @@ def main() -> None:
         "seed": 0,
     }
     times: dict[str, list[float]] = {"stable_baselines3.SAC": [], "diffrl composition": []}
+    cpu_times: dict[str, list[float]] = {name: [] for name in times}
     for rep in range(args.repeat):
         order = ["stable_baselines3.SAC", "diffrl composition"]
         if rep % 2:
@@ -52,12 +54,17 @@ def main() -> None:
                 model = SAC("MlpPolicy", make_vec_env("Pendulum-v1"), learning_starts=args.learning_starts, seed=0)
             else:
                 model = make_model(config, env=make_vec_env("Pendulum-v1"))
-            times[name].append(timed_learn(model, args.steps))
-            print(f"rep {rep} {name:<24} {times[name][-1]:7.2f} s ({args.steps / times[name][-1]:.1f} steps/s)", flush=True)
+            wall, cpu = timed_learn(model, args.steps)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
+            print(f"rep {rep} {name:<24} {wall:7.2f} s wall, {cpu:7.2f} s CPU ({args.steps / wall:.1f} steps/s)", flush=True)
 
     sb3 = statistics.median(times["stable_baselines3.SAC"])
     composed = statistics.median(times["diffrl composition"])
     print(f"\nmedian wall time: SB3 {sb3:.2f} s, diffrl {composed:.2f} s, ratio diffrl/SB3 = {composed / sb3:.3f}")
+    sb3_cpu = statistics.median(cpu_times["stable_baselines3.SAC"])
+    composed_cpu = statistics.median(cpu_times["diffrl composition"])
+    print(f"median CPU time:  SB3 {sb3_cpu:.2f} s, diffrl {composed_cpu:.2f} s, ratio diffrl/SB3 = {composed_cpu / sb3_cpu:.3f}")
 
 
 if __name__ == "__main__":

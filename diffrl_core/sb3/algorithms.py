@@ -58,7 +58,7 @@ class _ComposedLossMixin:
             logs[f"train/loss/{name}"].append(value.item())
             for key, item in extra.items():
                 logs[f"train/{name}/{key}"].append(float(item))
-            weighted = weight * value
+            weighted = value if weight == 1.0 else weight * value  # no extra graph node for the usual weight
             total = weighted if total is None else total + weighted
         assert total is not None, "composition checks that there is at least one loss term"
         return total
