@@ -79,6 +79,10 @@ main.add_command(train)
 main.add_command(evaluate)
 main.add_command(plot)
 
+from diffrl_core.commands.new_plugin import new_plugin  # noqa: E402
+
+main.add_command(new_plugin)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

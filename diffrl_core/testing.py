@@ -1,0 +1,613 @@
+"""Helpers for a plugin's own tests.
+
+A plugin distribution's tests usually need three things, all here:
+
+- :func:`check_plugin` / :func:`check_component` / :func:`check_composition`: the
+  conformance check. It composes a model that uses the component (choosing partner
+  components that fit it), trains it briefly, checks what the component declares against
+  what it does (log-prob, bounds, stochasticity, gradients reaching the actor), checks that
+  ``predict`` returns in-bounds actions for one and for a batch of observations, saves the
+  model and loads it **in a fresh Python process** through the registries, where the
+  deterministic actions must be the same. It raises :class:`ConformanceError` (an
+  ``AssertionError``) naming the component and what went wrong.
+- :func:`registered_plugin` and :func:`disabled_plugins`: add a plugin object (e.g. a module
+  not installed yet) to the process-wide registries for the duration of a ``with`` block, or
+  take installed plugins away (to test what users without them see).
+- :func:`check_gradients`: the gradient check of :mod:`diffrl_core.gradcheck`, for loss
+  terms with a hand-written backward pass.
+
+Example (a plugin's ``tests/test_conformance.py``)::
+
+    from diffrl_core.testing import check_plugin
+
+    def test_every_component_of_the_plugin_conforms():
+        check_plugin("my_plugin")      # the entry-point name
+
+Importing this module does not import torch or stable-baselines3; the checks import them
+when they run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diffrl_core.errors import DiffRLError, PluginLoadError
+from diffrl_core.gradcheck import GradcheckResult, check_gradients
+from diffrl_core.plugins import PluginHost, load_plugins
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+__all__ = [
+    "ConformanceError",
+    "ConformanceReport",
+    "GradcheckResult",
+    "TINY",
+    "check_component",
+    "check_composition",
+    "check_compositions",
+    "check_gradients",
+    "check_plugin",
+    "conformance_config",
+    "disabled_plugins",
+    "registered_plugin",
+]
+
+#: What the conformance checks train: small networks, a short warm-up, a small buffer.
+TINY: dict[str, Any] = {
+    "policy": {"net_arch": [16, 16]},
+    "algo_kwargs": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1_000},
+}
+
+#: The default env of the checks (a 1-D bounded action space, cheap to step).
+DEFAULT_ENV = "Pendulum-v1"
+
+#: Plugins registered by :func:`registered_plugin` right now: name -> import path, so the
+#: fresh process of a check registers them too.
+_TEMPORARY: dict[str, str | None] = {}
+
+
+class ConformanceError(AssertionError):
+    """A component does not behave as a diffrl component must (a test failure)."""
+
+
+@dataclass
+class ConformanceReport:
+    """What a conformance check did, for a composition that passed.
+
+    :param label: a short description of the composition
+    :param config: the config that was composed (plain data)
+    :param steps: environment steps trained
+    :param n_updates: gradient steps taken
+    :param observations: the observations the predictions were made on
+    :param actions: the deterministic env actions for ``observations`` (before saving)
+    :param reloaded: whether the saved model was loaded and compared in a fresh process
+    """
+
+    label: str
+    config: dict[str, Any]
+    steps: int
+    n_updates: int
+    observations: list[Any] = field(repr=False)
+    actions: list[Any] = field(repr=False)
+    reloaded: bool = False
+
+
+# -- plugins for the duration of a test ---------------------------------------------------------
+
+
+@contextmanager
+def registered_plugin(plugin: object, name: str, host: PluginHost | None = None) -> Iterator[PluginHost]:
+    """Register ``plugin`` (a module or any object with hook implementations) for a ``with`` block.
+
+    The plugin's names are added to the process-wide registries (``load_plugins()``) and
+    removed again on exit, with the env ids it registered. A plugin that fails to register
+    (a bad hook, a name already taken) raises :class:`~diffrl_core.errors.PluginLoadError`
+    and leaves nothing behind. Conformance checks run while the block is open register a
+    module plugin in their fresh process too (it must be importable from ``sys.path``).
+
+    :param plugin: the plugin object, e.g. ``importlib.import_module("my_plugin.plugin")``
+    :param name: the plugin's name (what an entry-point name would be)
+    :param host: the plugin host (default: the process-wide one)
+    """
+    import gymnasium
+
+    host = host or load_plugins()
+    errors_before = len(host.errors)
+    registered = host.register_plugin(plugin, name)
+    new_errors = host.errors[errors_before:]
+    if new_errors:
+        del host.errors[errors_before:]
+        if registered:
+            _forget(host, name, gymnasium)
+        raise PluginLoadError(name, "; ".join(failure.error for failure in new_errors))
+    _TEMPORARY[name] = _import_path(plugin)
+    try:
+        yield host
+    finally:
+        _TEMPORARY.pop(name, None)
+        _forget(host, name, gymnasium)
+
+
+def _forget(host: PluginHost, name: str, gymnasium: Any) -> None:
+    env_ids = [r.name for r in host.registry("envs") if r.provenance.plugin == name]
+    host.unregister_plugin(name)
+    for env_id in env_ids:
+        gymnasium.registry.pop(env_id, None)
+
+
+def _import_path(plugin: object) -> str | None:
+    """``"module"`` or ``"module:Qual.Name"`` if ``plugin`` can be imported again, else None."""
+    if isinstance(plugin, type(sys)):
+        return plugin.__name__
+    module, qualname = getattr(plugin, "__module__", None), getattr(plugin, "__qualname__", None)
+    if module and qualname and "<locals>" not in qualname and module != "__main__":
+        return f"{module}:{qualname}"
+    return None
+
+
+@contextmanager
+def disabled_plugins(*names: str) -> Iterator[PluginHost]:
+    """Make the process-wide host one without the installed plugins ``names`` for a ``with`` block.
+
+    As ``DIFFRL_DISABLE_PLUGINS`` does for a new process: the block sees the registries a user
+    sees without those plugins (e.g. to check the error when a saved model needs one of them).
+    The previous host is restored on exit.
+    """
+    import diffrl_core.plugins as plugins
+
+    previous = load_plugins()
+    disable = sorted({*(plugins._env_list(plugins.DISABLE_ENV_VAR) or []), *names})
+    host = PluginHost().load(disable=disable)
+    plugins._host = host
+    try:
+        yield host
+    finally:
+        plugins._host = previous
+
+
+# -- choosing partners for a component ---------------------------------------------------------
+
+
+def conformance_config(
+    kind: str,
+    name: str,
+    kwargs: Mapping[str, Any] | None = None,
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    host: PluginHost | None = None,
+) -> dict[str, Any]:
+    """A small valid config that uses component ``name`` of ``kind``, with partners chosen to fit.
+
+    - an actor head: SAC with ``sac_entropy`` (or ``q_value`` if no plugin provides it) when the
+      head has a log-prob, TD3 with ``q_value`` otherwise; ``unscale`` after a bounded head,
+      ``tanh`` after an unbounded one;
+    - a loss term: after the algorithm's own term (``sac_entropy`` / ``q_value``), with the
+      first head the term accepts (``check_compatible``) of ``deterministic``,
+      ``squashed_gaussian``, ``gaussian``, then the others: under TD3 if the term
+      ``requires`` neither a log-prob nor ``alpha``, else under SAC with a head that has a log-prob;
+    - a post-processor: the first head of ``deterministic``, ``squashed_gaussian``, ``gaussian``
+      (then any other registered head) that it accepts;
+    - an env id: TD3 with ``deterministic``, ``q_value`` and ``unscale`` on that env.
+
+    :param kind: ``"actor_heads"``, ``"loss_terms"``, ``"postprocessors"`` or ``"envs"``
+    :param name: the registered name (or env id)
+    :param kwargs: the component's kwargs (``head_kwargs``, a loss term's ``kwargs``, ``postprocess_kwargs``,
+        or for an env ``env_kwargs``)
+    :param env: the env to train on (default ``Pendulum-v1``; for ``kind="envs"``, ``name``)
+    :param overrides: merged into the result last (recursively), e.g. ``{"algo_kwargs": {...}}``
+    """
+    host = host or load_plugins()
+    kwargs = dict(kwargs or {})
+    if kind not in ("actor_heads", "loss_terms", "postprocessors", "envs"):
+        raise DiffRLError(f"unknown component kind {kind!r}: actor_heads, loss_terms, postprocessors or envs")
+    registry = host.registry(kind)
+    registry.get(name, where="the conformance check")  # unknown names: the registry's error, with suggestions
+    has = {k: set(host.registry(k).names()) for k in ("actor_heads", "loss_terms", "postprocessors")}
+    sac_loss = "sac_entropy" if "sac_entropy" in has["loss_terms"] else "q_value"
+
+    policy: dict[str, Any]
+    if kind == "actor_heads":
+        head = registry.resolve(name)
+        algo = "sac" if head.has_log_prob else "td3"
+        policy = {"head": name, "head_kwargs": kwargs, "losses": [{"name": sac_loss if algo == "sac" else "q_value"}],
+                  "postprocess": "unscale" if head.bounded else "tanh"}
+    elif kind == "loss_terms":
+        term = registry.resolve(name)
+        heads = host.registry("actor_heads")
+        order = [h for h in ("deterministic", "squashed_gaussian", "gaussian") if h in has["actor_heads"]]
+        order += sorted(has["actor_heads"] - set(order))
+        pairs = [("td3", h) for h in order if not {"alpha", "log_prob"} & set(term.requires)]
+        pairs += [("sac", h) for h in order if heads.resolve(h).has_log_prob]
+        pair = next(((algo, h) for algo, h in pairs if term.check_compatible(heads.resolve(h), algo) is None), None)
+        if pair is None:
+            raise DiffRLError(f"loss term {name!r} can train none of the registered heads ({', '.join(order)}) under "
+                              "sac or td3 (a head with a log-prob such as 'squashed_gaussian' is in diffrl-plugin-gaussian)")
+        algo, head_name = pair
+        base = sac_loss if algo == "sac" else "q_value"
+        head = heads.resolve(head_name)
+        losses = [{"name": name, "kwargs": kwargs}] if name == base else [{"name": base}, {"name": name, "kwargs": kwargs}]
+        policy = {"head": head_name, "losses": losses, "postprocess": "unscale" if head.bounded else "tanh"}
+    elif kind == "postprocessors":
+        post = registry.resolve(name)
+        candidates = [h for h in ("deterministic", "squashed_gaussian", "gaussian") if h in has["actor_heads"]]
+        candidates += sorted(has["actor_heads"] - set(candidates))
+        head_name = next((h for h in candidates if post.check_head(host.registry("actor_heads").resolve(h)) is None), None)
+        if head_name is None:
+            raise DiffRLError(f"post-processor {name!r} accepts none of the registered heads ({', '.join(candidates)})")
+        head = host.registry("actor_heads").resolve(head_name)
+        algo = "sac" if head.has_log_prob and head_name != "deterministic" else "td3"
+        policy = {"head": head_name, "losses": [{"name": sac_loss if algo == "sac" else "q_value"}],
+                  "postprocess": name, "postprocess_kwargs": kwargs}
+    else:
+        env = name
+        algo = "td3"
+        policy = {"head": "deterministic", "losses": [{"name": "q_value"}], "postprocess": "unscale"}
+    config: dict[str, Any] = {"env": env or DEFAULT_ENV, "algo": algo, "policy": policy, "seed": 0}
+    if kind == "envs" and kwargs:
+        config["env_kwargs"] = kwargs
+    return _merge(_merge(TINY, config), overrides or {})
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+
+def check_component(
+    kind: str,
+    name: str,
+    kwargs: Mapping[str, Any] | None = None,
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    steps: int = 200,
+    fresh_process: bool = True,
+) -> ConformanceReport:
+    """Run one component through compose, a short training, predict, save and a fresh-process load.
+
+    See :func:`conformance_config` for how partners are chosen and :func:`check_compositions`
+    for what is checked.
+
+    :param kind: ``"actor_heads"``, ``"loss_terms"``, ``"postprocessors"`` or ``"envs"``
+    :param name: the registered name (or env id)
+    :param kwargs: the component's kwargs
+    :param env: the env to train on (default ``Pendulum-v1``)
+    :param overrides: merged into the config last
+    :param steps: env steps to train (the warm-up is 50 random steps)
+    :param fresh_process: load the saved model in a new Python process and compare
+    :raises ConformanceError: naming the component and the failed expectation
+    """
+    if kind == "envs" and not _check_env(name, kwargs):
+        raise ConformanceError(f"env {name!r} passes gymnasium's env checker, but its action space is not a 1-D Box "
+                               "with finite bounds, so no composed policy can act in it")
+    config = conformance_config(kind, name, kwargs, env, overrides)
+    return check_compositions([config], steps=steps, fresh_process=fresh_process)[0]
+
+
+def check_composition(config: Mapping[str, Any], steps: int = 200, fresh_process: bool = True) -> ConformanceReport:
+    """:func:`check_compositions` for one config (merged over :data:`TINY`)."""
+    return check_compositions([config], steps=steps, fresh_process=fresh_process)[0]
+
+
+def check_plugin(
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    steps: int = 200,
+    fresh_process: bool = True,
+) -> list[ConformanceReport]:
+    """Check every component the loaded plugin ``name`` registered (one fresh process for all).
+
+    :param name: the plugin's name (entry-point name, or the name given to :func:`registered_plugin`)
+    :param overrides: merged into every config
+    :param kwargs: component name -> its kwargs, for components that need some
+    :param steps: env steps to train per component
+    :param fresh_process: load the saved models in a new Python process and compare
+    """
+    host = load_plugins()
+    if name not in host.plugins:
+        host.raise_for(name)
+        raise DiffRLError(f"no plugin named {name!r} is loaded (loaded: {', '.join(sorted(host.plugins))})")
+    kwargs = kwargs or {}
+    configs = []
+    for kind, names in host.plugins[name].components.items():
+        for component in names:
+            if kind == "envs" and not _check_env(component, kwargs.get(component)):
+                continue  # not an action space the composed policies act in: gymnasium's checks only
+            configs.append(conformance_config(kind, component, kwargs.get(component), overrides=overrides, host=host))
+    if not any(host.plugins[name].components.values()):
+        raise ConformanceError(f"plugin {name!r} registered no components")
+    return check_compositions(configs, steps=steps, fresh_process=fresh_process) if configs else []
+
+
+def _check_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> bool:
+    """gymnasium's env checker on ``env_id``; whether the composed policies can act in it."""
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    from diffrl_core.components import ActorHead
+
+    env = gymnasium.make(env_id, **dict(env_kwargs or {}))
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+    except Exception as exc:
+        raise ConformanceError(f"env {env_id!r} fails gymnasium's env checker: {type(exc).__name__}: {exc}") from exc
+    finally:
+        env.close()
+    return ActorHead.check_action_space(env.action_space) is None
+
+
+def check_compositions(
+    configs: Sequence[Mapping[str, Any]], steps: int = 200, fresh_process: bool = True
+) -> list[ConformanceReport]:
+    """Compose, train, predict, save and reload each config; raise on the first failure.
+
+    For each config (merged over :data:`TINY`):
+
+    1. ``make_model``, then ``learn(steps)``: gradient steps happen, every loss term logs a
+       finite ``train/loss/<name>``, and the actor loss reaches the head (its parameters change);
+    2. the head keeps its word on the observations of a short random rollout: ``bounded``
+       heads return raw actions in ``[-1, 1]``, ``has_log_prob`` heads return a finite
+       log-prob of shape ``(batch,)`` from ``sample()`` (and others None), ``stochastic``
+       heads sample different actions, deterministic actions are repeatable;
+    3. the post-processor returns normalized actions in ``[-1, 1]``, with and without ``explore``;
+    4. ``predict`` returns actions of the action space's shape and dtype within its bounds,
+       for one observation and for a batch, deterministic or not;
+    5. ``model.save``, then (``fresh_process``) ``diffrl_core.load_model`` in a new Python
+       process gives the same deterministic actions.
+
+    torch runs on one thread meanwhile (the networks are tiny; the previous setting is restored).
+
+    :raises ConformanceError: naming the composition and the failed expectation
+    """
+    import numpy as np
+
+    from diffrl_core.compose import make_model
+    from diffrl_core.config import parse_config
+
+    reports: list[ConformanceReport] = []
+    with _one_thread(), tempfile.TemporaryDirectory(prefix="diffrl-conformance-") as tmp:
+        saved: list[tuple[str, list[Any], list[Any]]] = []
+        for i, raw in enumerate(configs):
+            config = _merge(TINY, raw)
+            parsed = parse_config(config)
+            label = (f"{parsed.algo} {parsed.env} head={parsed.head} losses={[s.name for s in parsed.losses]} "
+                     f"postprocess={parsed.policy.postprocess}")
+            try:
+                model = make_model(parsed)
+            except DiffRLError as exc:
+                raise ConformanceError(f"{label}: composing failed: {exc}") from exc
+            _train_and_check(model, parsed, steps, label)
+            obs = _observations(parsed)
+            _check_components(model, obs, label)
+            actions = _check_predict(model, obs, label)
+            path = str(Path(tmp) / f"model_{i}.zip")
+            model.save(path)
+            model.env.close()
+            saved.append((path, obs.tolist(), actions.tolist()))
+            reports.append(ConformanceReport(label, config, steps, int(model._n_updates), obs.tolist(), actions.tolist()))
+        if fresh_process:
+            reloaded = _load_in_fresh_process([(path, obs) for path, obs, _ in saved])
+            for report, (_, _, expected), got in zip(reports, saved, reloaded):
+                if not np.allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6):
+                    raise ConformanceError(
+                        f"{report.label}: the model loaded in a fresh process acts differently "
+                        f"(deterministic actions {got} != {expected} before saving): does the component "
+                        "keep state outside its parameters, or draw random numbers when deterministic?"
+                    )
+                report.reloaded = True
+    return reports
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread for the block: with networks this small, more threads only wait on each other."""
+    import torch as th
+
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    try:
+        yield
+    finally:
+        th.set_num_threads(threads)
+
+
+def _train_and_check(model: BaseAlgorithm, config: Any, steps: int, label: str) -> None:
+    import math
+
+    import torch as th
+
+    head = model.actor.head
+    before = [p.detach().clone() for p in head.parameters()]
+    try:
+        # a huge log_interval: the logger keeps the last values instead of dumping them
+        model.learn(steps, log_interval=10**9)
+    except Exception as exc:
+        raise ConformanceError(f"{label}: training failed: {type(exc).__name__}: {exc}") from exc
+    if model._n_updates == 0:
+        raise ConformanceError(f"{label}: no gradient step in {steps} steps (learning_starts too high?)")
+    logged = model.logger.name_to_value
+    for spec in config.losses:
+        key = f"train/loss/{spec.name}"
+        if key not in logged:
+            raise ConformanceError(f"{label}: loss term {spec.name!r} logged no {key!r}")
+        if not math.isfinite(logged[key]):
+            raise ConformanceError(f"{label}: loss term {spec.name!r} is not finite ({logged[key]})")
+    after = list(head.parameters())
+    if before and all(th.equal(b, a.detach()) for b, a in zip(before, after)):
+        raise ConformanceError(
+            f"{label}: the head's parameters did not change in training: the actor loss does not reach the "
+            "head (a detached sample? a post-processor without gradient?)"
+        )
+
+
+def _observations(config: Any, n: int = 5) -> Any:
+    """Observations of a short random rollout of the config's env (seeded)."""
+    import numpy as np
+
+    from diffrl_core.compose import make_registered_env
+
+    env = make_registered_env(config.env, config.env_kwargs)
+    try:
+        env.action_space.seed(0)
+        obs, _ = env.reset(seed=0)
+        out = [obs]
+        while len(out) < n:
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                obs, _ = env.reset()
+            out.append(obs)
+    finally:
+        env.close()
+    return np.asarray(out, dtype=np.float32)
+
+
+def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
+    import numpy as np
+
+    space = model.action_space
+    low, high = space.low, space.high
+    tol = 1e-5 * np.maximum(1.0, high - low)
+    for deterministic in (True, False):
+        single, _ = model.predict(obs[0], deterministic=deterministic)
+        batch, _ = model.predict(obs, deterministic=deterministic)
+        for what, actions, shape in (("one observation", single, space.shape), ("a batch", batch, (len(obs), *space.shape))):
+            where = f"{label}: predict(deterministic={deterministic}) on {what}"
+            if actions.shape != shape:
+                raise ConformanceError(f"{where} returned shape {actions.shape}, expected {shape}")
+            if actions.dtype != space.dtype:
+                raise ConformanceError(f"{where} returned dtype {actions.dtype}, expected {space.dtype}")
+            if not np.all(np.isfinite(actions)):
+                raise ConformanceError(f"{where} returned non-finite actions {actions}")
+            if np.any(actions < low - tol) or np.any(actions > high + tol):
+                raise ConformanceError(f"{where} returned actions outside [{low.tolist()}, {high.tolist()}]: {actions.tolist()}")
+    first, _ = model.predict(obs, deterministic=True)
+    again, _ = model.predict(obs, deterministic=True)
+    if not np.array_equal(first, again):
+        raise ConformanceError(f"{label}: predict(deterministic=True) is not repeatable: {first} then {again}")
+    return first
+
+
+def _check_components(model: BaseAlgorithm, obs: Any, label: str) -> None:
+    import numpy as np
+    import torch as th
+
+    actor = model.actor
+    head, post = actor.head, actor.postprocessor
+    name = f"{label}: head {type(head).__name__}"
+    with th.no_grad():
+        latent = actor.latent(th.as_tensor(np.repeat(obs, 20, axis=0), device=model.device))
+        raw = {det: head(latent, deterministic=det) for det in (True, False)}
+        sample = head.sample(latent)
+    for det, actions in raw.items():
+        if tuple(actions.shape) != (latent.shape[0], head.action_dim):
+            raise ConformanceError(f"{name}: forward(deterministic={det}) returned shape {tuple(actions.shape)}, "
+                                   f"expected {(latent.shape[0], head.action_dim)}")
+    if tuple(sample.actions.shape) != tuple(raw[True].shape):
+        raise ConformanceError(f"{name}: sample().actions has shape {tuple(sample.actions.shape)}, expected {tuple(raw[True].shape)}")
+    if head.bounded:
+        for what, actions in (("forward(deterministic=True)", raw[True]), ("forward()", raw[False]), ("sample()", sample.actions)):
+            if actions.abs().max() > 1.0 + 1e-6:
+                raise ConformanceError(f"{name} declares bounded = True but {what} returned raw actions outside [-1, 1]")
+    _check_reparameterized(head, latent, name)
+    if head.has_log_prob:
+        lp = sample.log_prob
+        if lp is None or tuple(lp.shape) != (latent.shape[0],) or not bool(th.isfinite(lp).all()):
+            got = None if lp is None else (tuple(lp.shape), "finite" if bool(th.isfinite(lp).all()) else "not finite")
+            raise ConformanceError(f"{name} declares has_log_prob = True: sample().log_prob must be finite with "
+                                   f"shape ({latent.shape[0]},), got {got}")
+    elif sample.log_prob is not None:
+        raise ConformanceError(f"{name} declares has_log_prob = False but sample() returned a log-prob")
+    if head.stochastic:
+        with th.no_grad():
+            again = head(latent, deterministic=False)
+        if th.equal(again, raw[False]):
+            raise ConformanceError(f"{name} declares stochastic = True but two samples are identical")
+    with th.no_grad():
+        if not th.equal(head(latent, deterministic=True), raw[True]):
+            raise ConformanceError(f"{name}: forward(deterministic=True) is not repeatable")
+        post_name = f"{label}: post-processor {type(post).__name__}"
+        inputs = [raw[False], sample.actions]
+        if post.accepts_unbounded:  # raw actions beyond [-1, 1], as an unbounded head gives
+            inputs.append(3.0 * th.randn_like(raw[False]))
+        for explore in (False, True):
+            for actions in inputs:
+                out = post(actions, explore=explore)
+                if tuple(out.shape) != tuple(actions.shape) or not bool(th.isfinite(out).all()) or out.abs().max() > 1.0 + 1e-6:
+                    raise ConformanceError(f"{post_name}: forward(explore={explore}) must return finite normalized "
+                                           f"actions in [-1, 1] of the input's shape")
+
+
+def _check_reparameterized(head: Any, latent: Any, name: str) -> None:
+    """The actor loss differentiates through ``sample().actions``: they must depend on the head's parameters."""
+    import torch as th
+
+    parameters = [p for p in head.parameters() if p.requires_grad]
+    if not parameters:
+        return
+    with th.enable_grad():
+        actions = head.sample(latent.detach()).actions
+        grads = th.autograd.grad(actions.sum(), parameters, allow_unused=True) if actions.requires_grad else []
+    if not any(g is not None and bool(g.abs().sum() > 0) for g in grads):
+        raise ConformanceError(
+            f"{name}: sample().actions do not depend differentiably on the head's parameters, so the critic's "
+            "gradient cannot reach the head: sample with rsample() (the reparameterization trick), not sample()"
+        )
+
+
+_LOAD_SCRIPT = """
+import importlib, json, sys
+import numpy as np
+import diffrl_core
+host = diffrl_core.load_plugins()
+for name, path in json.loads(sys.argv[1]).items():
+    module, _, qualname = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in filter(None, qualname.split(".")):
+        obj = getattr(obj, part)
+    if not host.register_plugin(obj, name):
+        raise SystemExit(f"cannot register the temporary plugin {name!r}: {host.errors[-1].error}")
+out = []
+for path, obs in json.loads(sys.argv[2]):
+    model = diffrl_core.load_model(path)
+    out.append(model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)[0].tolist())
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _load_in_fresh_process(jobs: list[tuple[str, list[Any]]]) -> list[Any]:
+    missing = [name for name, path in _TEMPORARY.items() if path is None]
+    if missing:
+        raise DiffRLError(
+            f"plugin(s) {', '.join(map(repr, missing))} were registered with registered_plugin() from an object that a "
+            "new process cannot import (define the hooks in a module), or pass fresh_process=False"
+        )
+    env = {"OMP_NUM_THREADS": "1", **os.environ}
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT, json.dumps(_TEMPORARY), json.dumps(jobs)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    line = next((line for line in result.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if result.returncode != 0 or line is None:
+        raise ConformanceError(f"loading the saved model(s) in a fresh process failed (exit {result.returncode}):\n"
+                               f"{result.stderr.strip()[-3000:]}")
+    return json.loads(line.removeprefix("RESULT "))
