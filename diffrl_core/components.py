@@ -21,7 +21,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import torch as th
@@ -152,6 +151,7 @@ class ActorLossContext:
     postprocess: Callable[[th.Tensor], th.Tensor]
     alpha: th.Tensor | None
     algo: str
+    _q_pi: th.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def observations(self) -> th.Tensor:
@@ -164,10 +164,19 @@ class ActorLossContext:
             raise RuntimeError("this head has no log-prob; the loss term should declare requires={'log_prob'}")
         return self.sample.log_prob.reshape(-1, 1)
 
-    @cached_property
+    @property
     def q_pi(self) -> th.Tensor:
-        """``q(actions)``, computed once per step however many terms use it."""
-        return self.q(self.actions)
+        """``q(actions)``, computed once per step however many terms use it.
+
+        Only a value computed with gradients enabled is kept: a term that first reads it
+        under ``torch.no_grad()`` must not leave the other terms without a critic gradient.
+        """
+        if self._q_pi is None:
+            q_pi = self.q(self.actions)
+            if not th.is_grad_enabled():
+                return q_pi
+            self._q_pi = q_pi
+        return self._q_pi
 
 
 class LossTerm(ABC):
