@@ -146,7 +146,7 @@ def test_head_kwargs_reach_the_head() -> None:
     model = make_model({"env": "Pendulum-v1", "policy": {"head": "squashed_gaussian", "net_arch": [8],
                                                          "head_kwargs": {"log_std_init": -1.5, "log_std_max": 0.5}}})
     head = model.actor.head
-    assert head.log_std_max == 0.5 and float(head.log_std.bias[0]) == -1.5
+    assert head.log_std_max == 0.5 and float(head.log_std.bias[0].detach()) == -1.5
 
 
 def test_unsupported_action_space_is_refused() -> None:
