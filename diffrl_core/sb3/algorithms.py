@@ -30,8 +30,19 @@ class _ComposedLossMixin:
         the terms are summed
     """
 
+    #: the loss used when none is configured (the algorithm's own actor loss)
+    default_loss: str
     losses: list[dict[str, Any]]
     _loss_terms: list[tuple[str, float, LossTerm]]
+
+    def __init__(self, *args: Any, losses: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        self.losses = list(losses or [{"name": self.default_loss, "weight": 1.0}])
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def _setup_model(self) -> None:
+        super()._setup_model()  # type: ignore[misc]
+        # names are resolved once, here (also after load(), which calls _setup_model)
+        self._build_loss_terms()
 
     def _build_loss_terms(self) -> None:
         registry = load_plugins().registry("loss_terms")
@@ -76,13 +87,7 @@ class ComposedSAC(_ComposedLossMixin, SAC):
     :param kwargs: SAC's keyword arguments
     """
 
-    def __init__(self, *args: Any, losses: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        self.losses = list(losses or [{"name": "sac_entropy", "weight": 1.0}])
-        super().__init__(*args, **kwargs)
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._build_loss_terms()
+    default_loss = "sac_entropy"
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         # stable-baselines3's SAC.train, with the actor loss from the terms
@@ -179,13 +184,7 @@ class ComposedTD3(_ComposedLossMixin, TD3):
     :param kwargs: TD3's keyword arguments
     """
 
-    def __init__(self, *args: Any, losses: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        self.losses = list(losses or [{"name": "q_value", "weight": 1.0}])
-        super().__init__(*args, **kwargs)
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._build_loss_terms()
+    default_loss = "q_value"
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # stable-baselines3's TD3.train, with the actor loss from the terms
