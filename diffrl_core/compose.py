@@ -73,15 +73,28 @@ def make_registered_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None
     return gym.make(env_id, **dict(env_kwargs or {}), **kwargs)
 
 
+def _make_worker_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> gym.Env:
+    """:func:`make_registered_env` in a ``SubprocVecEnv`` worker that leaves Ctrl-C to the trainer.
+
+    Ctrl-C sends SIGINT to the whole process group: a worker stopped by it would break the
+    pipe before the training process could save its work. (SIGTERM keeps its default:
+    multiprocessing stops leftover workers with it at exit.)
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return make_registered_env(env_id, env_kwargs, **kwargs)
+
+
 def make_env(config: Config) -> VecEnv:
     """The vectorized env of a config (``env``, ``env_kwargs``, ``n_envs``, ``vec_env``)."""
     host = load_plugins()
     check_env_id(config.env, host)
-    vec_env_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
+    subproc = config.vec_env == "subproc"
     return make_vec_env(
-        partial(make_registered_env, config.env, dict(config.env_kwargs)),
+        partial(_make_worker_env if subproc else make_registered_env, config.env, dict(config.env_kwargs)),
         n_envs=config.n_envs,
-        vec_env_cls=vec_env_cls,
+        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
     )
 
 

@@ -329,36 +329,6 @@ class Progress(BaseCallback):
 # -- train / resume ----------------------------------------------------------------------------
 
 
-def _worker_env(env_id: str, env_kwargs: dict[str, Any]) -> Any:
-    """Make an env in a ``SubprocVecEnv`` worker that leaves Ctrl-C to the trainer.
-
-    Ctrl-C sends SIGINT to the whole process group: a worker stopped by it would take the
-    training down before the trainer could save its checkpoint. (SIGTERM keeps its default:
-    multiprocessing stops leftover workers with it at exit.)
-    """
-    import signal
-
-    from diffrl_core.compose import make_registered_env
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return make_registered_env(env_id, env_kwargs)
-
-
-def make_train_env(config: Config) -> VecEnv:
-    """The config's training env; subprocess workers ignore the signals meant for the trainer."""
-    if config.vec_env != "subproc":
-        return make_env(config)
-    from functools import partial
-
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
-    from diffrl_core.compose import check_env_id
-
-    check_env_id(config.env, load_plugins())
-    return make_vec_env(partial(_worker_env, config.env, dict(config.env_kwargs)), n_envs=config.n_envs, vec_env_cls=SubprocVecEnv)
-
-
 def _env_provenance(env_id: str) -> dict[str, Any] | None:
     registry = load_plugins().registry("envs")
     if env_id not in registry:
@@ -375,7 +345,7 @@ def start_run(config_path: Path, overrides: Sequence[str], run_dir: Path | None,
     _, config = runs.load_config(config_path, overrides)
     target = run_dir or runs.default_run_dir(config_path)
     runs.check_new_run_dir(target)
-    env = make_train_env(config)
+    env = make_env(config)
     try:
         model = make_model(config, env=env)
         eval_env = _eval_env(config)
@@ -406,7 +376,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str], bar: bool) -> int:
     """``diffrl train --resume RUN_DIR``: continue from the latest checkpoint, step counter intact."""
     plan = runs.plan_resume(run_dir, overrides)
     run, config, saved, model_path, buffer_path = plan.run, plan.config, plan.saved, plan.model, plan.replay_buffer
-    env = make_train_env(config)
+    env = make_env(config)
     try:
         model = load_model(model_path, env=env)
         if buffer_path is not None:

@@ -85,7 +85,25 @@ def _reference_sac_entropy(ctx: ActorLossContext) -> th.Tensor:
     return (ctx.alpha * ctx.log_prob - ctx.q_pi).mean()
 
 
-class SACEntropyClosedFormLoss(LossTerm):
+class _GaussianHeadLoss(LossTerm):
+    """A loss term whose math is that of the plugin's unsquashed ``gaussian`` head."""
+
+    requires = frozenset({"log_prob", "alpha"})
+
+    @classmethod
+    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
+        reason = super().check_compatible(head, algo)
+        if reason:
+            return reason
+        if not (isinstance(head, type) and issubclass(head, GaussianHead)):
+            return (
+                "works with the unsquashed Gaussian log-prob of the 'gaussian' head (a = mean + std * noise); "
+                "it is only valid for that head (or a subclass), use 'sac_entropy' for other heads"
+            )
+        return None
+
+
+class SACEntropyClosedFormLoss(_GaussianHeadLoss):
     """``sac_entropy`` for the ``gaussian`` head, with the gradient w.r.t. mean and log-std by hand.
 
     Equal in value and in gradient to ``sac_entropy`` under rsample (``diffrl gradcheck
@@ -93,8 +111,6 @@ class SACEntropyClosedFormLoss(LossTerm):
     The critic's parameters receive no gradient from this term either (``sac_entropy``
     leaves one, which SAC's next critic step discards with ``zero_grad``).
     """
-
-    requires = frozenset({"log_prob", "alpha"})
 
     def __call__(self, ctx: ActorLossContext) -> LossOutput:
         mean, log_std, noise = _gaussian_params(ctx, "sac_entropy_closed_form")
@@ -104,32 +120,17 @@ class SACEntropyClosedFormLoss(LossTerm):
     def reference_loss(self, ctx: ActorLossContext) -> th.Tensor:
         return _reference_sac_entropy(ctx)
 
-    @classmethod
-    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
-        reason = super().check_compatible(head, algo)
-        if reason:
-            return reason
-        if not (isinstance(head, type) and issubclass(head, GaussianHead)):
-            return (
-                "writes out the gradient of the unsquashed Gaussian log-prob w.r.t. the mean and log-std of the "
-                "'gaussian' head (a = mean + std * noise); it is only valid for that head (or a subclass), use "
-                "'sac_entropy' for other heads"
-            )
-        return None
 
-
-class SACEntropyDetachedLoss(LossTerm):
+class SACEntropyDetachedLoss(_GaussianHeadLoss):
     """``alpha * log pi(a.detach()) - Q(a)``: the log-prob evaluated at the detached sample.
 
     This is **not** SAC's actor loss: its gradient is the seed document's hand derivation
     (partial derivatives of ``log pi`` with ``a`` held fixed), whose log-prob part is a score
     function with zero expectation, so the entropy bonus vanishes from the expected
     gradient and the standard deviation collapses. Kept to train and show the difference
-    (see ``docs/gradients.md``). Works with any head whose sample has ``mean`` and
-    ``log_std`` params (log-prob of an unsquashed diagonal Gaussian).
+    (see ``docs/gradients.md``). For the ``gaussian`` head (log-prob of an unsquashed
+    diagonal Gaussian).
     """
-
-    requires = frozenset({"log_prob", "alpha"})
 
     def __call__(self, ctx: ActorLossContext) -> LossOutput:
         params = ctx.sample.params
@@ -139,14 +140,6 @@ class SACEntropyDetachedLoss(LossTerm):
         log_prob = th.distributions.Normal(mean, log_std.exp()).log_prob(ctx.sample.actions.detach())
         return (ctx.alpha * log_prob.sum(dim=-1, keepdim=True) - ctx.q_pi).mean()
 
-    @classmethod
-    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
-        reason = super().check_compatible(head, algo)
-        if reason:
-            return reason
-        if not (isinstance(head, type) and issubclass(head, GaussianHead)):
-            return "evaluates the unsquashed Gaussian log-prob of the 'gaussian' head; it is only valid for that head"
-        return None
 
 
 __all__ = ["SACEntropyClosedFormLoss", "SACEntropyDetachedLoss"]
