@@ -1,6 +1,6 @@
 """Learning benchmark: the ``beta`` head (diffrl-plugin-beta) against ``squashed_gaussian`` on Pendulum-v1.
 
-Both are trained by SAC (``sac_entropy`` loss, ``unscale`` post-processor, the
+Both are trained by SAC (``sac_entropy`` loss, ``identity`` post-processor, the
 hyperparameters of ``examples/pendulum_sac.yaml``) for the same number of steps and seeds;
 every ``--eval-every`` steps and at the end the deterministic policy is evaluated on 10
 episodes of a separately seeded env. Prints a markdown table of the final mean returns and
@@ -27,7 +27,7 @@ from typing import Any
 SAC_PENDULUM: dict[str, Any] = {
     "env": "Pendulum-v1",
     "algo": "sac",
-    "policy": {"net_arch": [256, 256], "losses": [{"name": "sac_entropy"}], "postprocess": "unscale"},
+    "policy": {"net_arch": [256, 256], "losses": [{"name": "sac_entropy"}], "postprocess": "identity"},
     "algo_kwargs": {"learning_rate": 1.0e-3, "buffer_size": 100_000, "learning_starts": 100, "batch_size": 256},
 }
 

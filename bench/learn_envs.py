@@ -1,7 +1,7 @@
 """Does a composition from the contract learn each env of diffrl-envs? Records the returns.
 
 For each env: the deterministic policy's mean return over 20 episodes before training and
-after ``--steps`` steps of SAC (``squashed_gaussian`` + ``sac_entropy`` + ``unscale``), next
+after ``--steps`` steps of SAC (``squashed_gaussian`` + ``sac_entropy`` + ``identity``), next
 to a uniformly random policy. Run: ``python bench/learn_envs.py [--steps 5000]``.
 """
 

@@ -3,10 +3,10 @@
 TD3 on Pendulum-v1 (``deterministic`` head, ``q_value`` loss, gamma 0.98, learning_rate
 1e-3, 1,000 warm-up steps), four ways of exploring, same steps and seeds:
 
-- ``unscale`` + ``action_noise: {type: normal, sigma: 0.1}``: stable-baselines3's TD3 noise (baseline)
+- ``identity`` + ``action_noise: {type: normal, sigma: 0.1}``: stable-baselines3's TD3 noise (baseline)
 - ``gaussian_noise`` (sigma 0.1): the same noise, added by the post-processor
 - ``ou_noise`` (sigma 0.1, theta 0.15, dt 0.01): Ornstein-Uhlenbeck noise by the post-processor
-- ``unscale`` without noise: how much exploration noise matters here
+- ``identity`` without noise: how much exploration noise matters here
 
 Prints the final mean return of 10 deterministic episodes per run, in a markdown table.
 Not part of the test run.
@@ -32,11 +32,11 @@ TD3_PENDULUM: dict[str, Any] = {
 }
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "unscale + SB3 action_noise 0.1 (baseline)": {"policy": {"postprocess": "unscale"},
+    "identity + SB3 action_noise 0.1 (baseline)": {"policy": {"postprocess": "identity"},
                                                    "action_noise": {"type": "normal", "sigma": 0.1}},
     "gaussian_noise 0.1": {"policy": {"postprocess": "gaussian_noise", "postprocess_kwargs": {"sigma": 0.1}}},
     "ou_noise 0.1": {"policy": {"postprocess": "ou_noise", "postprocess_kwargs": {"sigma": 0.1}}},
-    "unscale, no noise": {"policy": {"postprocess": "unscale"}},
+    "identity, no noise": {"policy": {"postprocess": "identity"}},
 }
 
 if __name__ == "__main__":

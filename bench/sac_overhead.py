@@ -1,7 +1,7 @@
 """Wall-time cost of composing SAC from names, against stable-baselines3's own SAC.
 
 Runs ``stable_baselines3.SAC`` and the equivalent composition (``squashed_gaussian`` +
-``sac_entropy`` + ``unscale``) alternately on Pendulum-v1 for the same number of steps
+``sac_entropy`` + ``identity``) alternately on Pendulum-v1 for the same number of steps
 and the same hyperparameters (SB3's defaults), and prints the ratio of the median wall
 times. The composition should cost at most 3% more.
 
@@ -39,7 +39,7 @@ def main() -> None:
     config = {
         "env": "Pendulum-v1",
         "algo": "sac",
-        "policy": {"head": "squashed_gaussian", "losses": [{"name": "sac_entropy"}], "postprocess": "unscale"},
+        "policy": {"head": "squashed_gaussian", "losses": [{"name": "sac_entropy"}], "postprocess": "identity"},
         "algo_kwargs": {"learning_starts": args.learning_starts},
         "seed": 0,
     }

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.vec_env import VecEnv
 
+    from diffrl_core.plugins import PluginHost
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -46,27 +48,34 @@ __all__ = [
 
 
 def make_model(
-    config: Mapping[str, Any] | str | PathLike[str], env: gym.Env | VecEnv | None = None
+    config: Mapping[str, Any] | str | PathLike[str],
+    env: gym.Env | VecEnv | None = None,
+    host: PluginHost | None = None,
 ) -> BaseAlgorithm:
     """Compose a stable-baselines3 model from the component names of a config.
 
     :param config: a config mapping, or the path of a YAML config file
     :param env: the env to train on; by default made from the config's ``env``, ``env_kwargs``
         and ``n_envs``
+    :param host: the plugin host whose registries resolve the names (default: the process-wide
+        one, :func:`load_plugins`)
     :return: a :class:`~stable_baselines3.common.base_class.BaseAlgorithm`, ready to ``learn()``
     """
     from diffrl_core.compose import make_model as _make_model
 
-    return _make_model(config, env=env)
+    return _make_model(config, env=env, host=host)
 
 
-def load_model(path: str | PathLike[str], env: gym.Env | VecEnv | None = None, **kwargs: Any) -> BaseAlgorithm:
+def load_model(
+    path: str | PathLike[str], env: gym.Env | VecEnv | None = None, host: PluginHost | None = None, **kwargs: Any
+) -> BaseAlgorithm:
     """Load a model saved with ``model.save(path)``, rebuilding its components by name.
 
     :param path: the saved ``.zip``
     :param env: an env with the same spaces, to continue training on
+    :param host: the plugin host whose registries resolve the names (default: the process-wide one)
     :param kwargs: passed to stable-baselines3's ``load`` (e.g. ``device``)
     """
     from diffrl_core.compose import load_model as _load_model
 
-    return _load_model(path, env=env, **kwargs)
+    return _load_model(path, env=env, host=host, **kwargs)

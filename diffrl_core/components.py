@@ -135,9 +135,9 @@ class ActorLossContext:
         log-prob, distribution parameters)
     :param actions: ``sample.actions`` after the post-processor: the normalized actions the
         critic sees, differentiable
-    :param q: the Q estimate the algorithm trains the actor on, for normalized actions at
-        ``batch.observations``: SAC's minimum over its critics, TD3's first critic.
-        Returns shape ``(batch, 1)``
+    :param q_fn: the Q estimate the algorithm trains the actor on, a function of normalized
+        actions at ``batch.observations``: SAC's minimum over its critics, TD3's first critic.
+        Returns shape ``(batch, 1)``; :attr:`q_pi` is its value at :attr:`actions`
     :param postprocess: the post-processor (raw -> normalized actions), for terms that
         evaluate the critic at other raw actions
     :param alpha: SAC's entropy coefficient (a tensor, fixed or tuned by SAC), None under TD3
@@ -147,7 +147,7 @@ class ActorLossContext:
     batch: ReplayBufferSamples
     sample: HeadSample
     actions: th.Tensor
-    q: Callable[[th.Tensor], th.Tensor]
+    q_fn: Callable[[th.Tensor], th.Tensor]
     postprocess: Callable[[th.Tensor], th.Tensor]
     alpha: th.Tensor | None
     algo: str
@@ -158,6 +158,11 @@ class ActorLossContext:
         return self.batch.observations
 
     @property
+    def q(self) -> Callable[[th.Tensor], th.Tensor]:
+        """The former name of :attr:`q_fn` (kept for plugins written against diffrl 0.1)."""
+        return self.q_fn
+
+    @property
     def log_prob(self) -> th.Tensor:
         """The sample's log-probability, shape ``(batch, 1)``."""
         if self.sample.log_prob is None:
@@ -166,13 +171,13 @@ class ActorLossContext:
 
     @property
     def q_pi(self) -> th.Tensor:
-        """``q(actions)``, computed once per step however many terms use it.
+        """``q_fn(actions)``, computed once per step however many terms use it.
 
         Only a value computed with gradients enabled is kept: a term that first reads it
         under ``torch.no_grad()`` must not leave the other terms without a critic gradient.
         """
         if self._q_pi is None:
-            q_pi = self.q(self.actions)
+            q_pi = self.q_fn(self.actions)
             if not th.is_grad_enabled():
                 return q_pi
             self._q_pi = q_pi

@@ -3,14 +3,16 @@
 Errors name the key path in the file (``policy.losses[1].weight``), what was expected and
 what was given. No config string is ever evaluated as code: component names go through
 the registries, activation functions and action noise through fixed tables.
+:func:`load_config` reads a config file and applies ``--set KEY=VALUE`` overrides.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from diffrl_core.errors import ConfigError
 
 ALGOS = ("sac", "td3")
+
+# The components a config gets when it names none: the only place these defaults are written.
+#: algo -> the actor head of stable-baselines3's own actor for it
 DEFAULT_HEADS = {"sac": "squashed_gaussian", "td3": "deterministic"}
+#: algo -> the loss term that is stable-baselines3's own actor loss for it
 DEFAULT_LOSSES = {"sac": "sac_entropy", "td3": "q_value"}
+#: the post-processor that passes an action in ``[-1, 1]`` through (stable-baselines3's way)
+DEFAULT_POSTPROCESSOR = "identity"
 
 
 class _Strict(BaseModel):
@@ -32,76 +40,117 @@ class _Strict(BaseModel):
 class LossSpec(_Strict):
     """One actor loss term: ``{name: sac_entropy, weight: 1.0, kwargs: {}}``."""
 
-    name: str
-    weight: float = 1.0
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="the loss term, by name (`diffrl list loss_terms`)")
+    weight: float = Field(1.0, description="multiplies the term's loss in the sum")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the loss term")
 
 
 class ActionNoiseSpec(_Strict):
     """Exploration noise added by stable-baselines3 to the normalized action (TD3's default)."""
 
-    type: Literal["normal", "ornstein_uhlenbeck"] = "normal"
-    sigma: float = Field(0.1, ge=0.0)
+    type: Literal["normal", "ornstein_uhlenbeck"] = Field(
+        "normal", description="`normal` (independent at each step) or `ornstein_uhlenbeck` (correlated in time)"
+    )
+    sigma: float = Field(0.1, ge=0.0, description="standard deviation of the noise, in units of the normalized action")
 
 
 class PolicyConfig(_Strict):
     """The ``policy`` section: the actor's components by name, and the networks' sizes."""
 
-    net_arch: list[int] | dict[Literal["pi", "qf"], list[int]] = Field(default_factory=lambda: [256, 256])
-    activation_fn: Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"] = "relu"
-    head: str | None = None
-    head_kwargs: dict[str, Any] = Field(default_factory=dict)
-    losses: list[LossSpec] | None = Field(None, min_length=1)
-    postprocess: str = "unscale"
-    postprocess_kwargs: dict[str, Any] = Field(default_factory=dict)
-    n_critics: int = Field(2, ge=1)
+    net_arch: list[int] | dict[Literal["pi", "qf"], list[int]] = Field(
+        default_factory=lambda: [256, 256],
+        description="hidden layers of actor and critics, or `{pi: [...], qf: [...]}` to size them apart",
+    )
+    activation_fn: Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"] = Field(
+        "relu", description="activation function of the hidden layers"
+    )
+    head: str | None = Field(
+        None, description="actor head, by name (`diffrl list actor_heads`); unset: the head of stable-baselines3's own actor"
+    )
+    head_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the head")
+    losses: list[LossSpec] | None = Field(
+        None, min_length=1,
+        description="actor loss terms, summed in this order (`diffrl list loss_terms`); unset: stable-baselines3's own actor loss",
+    )
+    postprocess: str = Field(
+        DEFAULT_POSTPROCESSOR,
+        description="action post-processor, by name (`diffrl list postprocessors`): the head's raw actions -> actions in [-1, 1]",
+    )
+    postprocess_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the post-processor")
+    n_critics: int = Field(2, ge=1, description="number of Q-networks")
 
 
 class EvalConfig(_Strict):
     """The ``eval`` section: periodic evaluation during ``diffrl train`` (on a separate env)."""
 
-    freq: int = Field(5_000, ge=0)
-    n_episodes: int = Field(10, ge=1)
-    deterministic: bool = True
-    final: bool = True
+    freq: int = Field(5_000, ge=0, description="evaluate every this many steps (`0`: never during training)")
+    n_episodes: int = Field(10, ge=1, description="episodes per evaluation")
+    deterministic: bool = Field(True, description="evaluate with the deterministic action")
+    final: bool = Field(True, description="evaluate once more at the end (`results.json`)")
 
 
 class CheckpointConfig(_Strict):
     """The ``checkpoint`` section: periodic checkpoints in ``RUN_DIR/checkpoints``."""
 
-    freq: int = Field(10_000, ge=0)
-    save_replay_buffer: bool = True
-    keep: int | None = Field(None, ge=1)
+    freq: int = Field(
+        10_000, ge=0, description="save a checkpoint every this many steps (`0`: only on interrupt and at the end)"
+    )
+    save_replay_buffer: bool = Field(
+        True,
+        description="save the replay buffer with each checkpoint (only the latest is kept), so a resumed run continues with it",
+    )
+    keep: int | None = Field(None, ge=1, description="keep only the newest N model checkpoints (`null`: all)")
 
 
 class LoggingConfig(_Strict):
     """The ``logging`` section: what ``diffrl train`` logs to ``RUN_DIR/logs`` and the terminal."""
 
-    log_interval: int = Field(4, ge=1)
-    tensorboard: bool = True
-    csv: bool = True
-    print_freq: int | None = Field(None, ge=1)
+    log_interval: int = Field(
+        4, ge=1, description="dump the logs every this many episodes (stable-baselines3's `log_interval`)"
+    )
+    tensorboard: bool = Field(True, description="write TensorBoard events to `logs/`")
+    csv: bool = Field(True, description="write `logs/progress.csv`")
+    print_freq: int | None = Field(
+        None, ge=1, description="without a terminal, print a progress line every this many steps (`null`: 5% of the run)"
+    )
 
 
 class Config(_Strict):
     """A whole experiment (see ``docs/cli.md`` for every key)."""
 
-    env: str
-    env_kwargs: dict[str, Any] = Field(default_factory=dict)
-    n_envs: int = Field(1, ge=1)
-    vec_env: Literal["dummy", "subproc"] = "dummy"
-    algo: Literal["sac", "td3"] = "sac"
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    algo_kwargs: dict[str, Any] = Field(default_factory=dict)
-    action_noise: ActionNoiseSpec | None = None
-    total_timesteps: int = Field(20_000, ge=1)
-    seed: int | None = 0
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    #: written by ``diffrl train`` into a run's ``config.yaml`` (diffrl-core and plugin versions);
-    #: informational, ignored on input so that a run's config can be trained again
-    versions: dict[str, Any] | None = None
+    env: str = Field(
+        description="gymnasium env id (any registered id, plugin ids included; `module:ns/Env-v0` imports `module` first)"
+    )
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of `gymnasium.make`")
+    n_envs: int = Field(1, ge=1, description="number of parallel training envs")
+    vec_env: Literal["dummy", "subproc"] = Field(
+        "dummy", description="`dummy` (in process) or `subproc` (one process per env)"
+    )
+    algo: Literal["sac", "td3"] = Field("sac", description="the training loop: stable-baselines3's `SAC` or `TD3`")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the actor's components and the networks' sizes")
+    algo_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "keyword arguments of stable-baselines3's `SAC` / `TD3` (`learning_rate`, `buffer_size`, `learning_starts`, "
+            "`batch_size`, `tau`, `gamma`, `train_freq`, `gradient_steps`, `ent_coef`, `policy_delay`, `device`, ...); "
+            "keys set elsewhere in the config (`policy`, `seed`, `action_noise`, ...) are refused"
+        ),
+    )
+    action_noise: ActionNoiseSpec | None = Field(
+        None, description="exploration noise added to the normalized action (`null`: none)"
+    )
+    total_timesteps: int = Field(20_000, ge=1, description="env steps to train for (over all envs)")
+    seed: int | None = Field(0, description="seed of torch, numpy, the envs and the action space; `null` for none")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="periodic evaluation during `diffrl train`")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="periodic checkpoints")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logs and progress output")
+    versions: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "written by `diffrl train` into a run's `config.yaml` (diffrl-core and plugin versions); "
+            "informational, ignored on input so that a run's config can be trained again"
+        ),
+    )
 
     @property
     def head(self) -> str:
@@ -148,24 +197,27 @@ def read_yaml(path: str | PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config) -> Config:
+def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, source: str | None = None) -> Config:
     """Validate a config mapping (or read and validate a YAML file).
 
+    :param config: the config: a mapping, the path of a YAML file, or an already validated one
+    :param source: where the config came from, as the error message names it after "invalid"
+        (e.g. ``"config runs/x/config.yaml"``); default ``"config"``, or the file's path
     :raises ConfigError: naming each bad key path, what was expected and what was given
     """
     if isinstance(config, Config):
         return config
-    source = "config"
     if isinstance(config, (str, PathLike)):
-        source = str(config)
+        source = source or str(config)
         config = read_yaml(config)
+    source = source or "config"
     try:
         return Config.model_validate(dict(config))
     except ValidationError as exc:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(_describe(error) for error in exc.errors())) from None
 
 
-def key_path(loc: tuple[int | str, ...]) -> str:
+def key_path(loc: Sequence[int | str]) -> str:
     """``("policy", "losses", 1, "weight")`` -> ``"policy.losses[1].weight"``."""
     path = ""
     for part in loc:
@@ -205,3 +257,94 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
 def _types(annotation: Any) -> list[Any]:
     args = typing.get_args(annotation)
     return [t for arg in args for t in _types(arg)] if args else [annotation]
+
+
+# -- --set overrides and config files ----------------------------------------------------------
+
+_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``"policy.losses[1].weight=0.5"`` -> ``(["policy", "losses", 1, "weight"], 0.5)``.
+
+    The value is read with the safe YAML loader (numbers, booleans, null, lists and mappings
+    work; nothing is evaluated).
+
+    :param text: one ``--set`` argument, ``KEY=VALUE``
+    :return: the key path and the value
+    :raises ConfigError: for a malformed ``KEY=VALUE``
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set policy.losses[0].weight=0.5")
+    path: list[str | int] = []
+    for part in key.split("."):
+        match = _SEGMENT.fullmatch(part)
+        if not match:
+            raise ConfigError(f"--set {text!r}: {key!r} is not a key path like 'algo_kwargs.learning_rate' or 'policy.losses[1].weight'")
+        path.append(match.group(1))
+        path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
+    try:
+        value = safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {exc}") from None
+    return path, value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``KEY=VALUE`` set (missing mappings on the way are created).
+
+    :param data: a raw config mapping (it is not modified)
+    :param overrides: ``--set`` arguments, applied in order
+    :raises ConfigError: for a malformed override, or a key path the config's shape does not allow
+    """
+    result = copy.deepcopy(dict(data))
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = result
+        for depth, part in enumerate(path):
+            parent, last = key_path(path[:depth]) or "the config", depth == len(path) - 1
+            following = None if last else path[depth + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list):
+                    raise ConfigError(f"--set {text!r}: {parent} is not a list")
+                if part > len(node) or (part == len(node) and isinstance(following, int)):
+                    raise ConfigError(f"--set {text!r}: {parent} has {len(node)} item(s)")
+                if part == len(node):  # one past the end appends
+                    node.append({})
+            else:
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set {text!r}: {parent} is not a mapping")
+                if not last and node.get(part) is None:
+                    if isinstance(following, int):
+                        where = key_path(path[: depth + 1])
+                        raise ConfigError(
+                            f"--set {text!r}: {where} is not set in the config; set the whole list, e.g. --set '{where}=[...]'"
+                        )
+                    node[part] = {}
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+    return result
+
+
+def load_config(path: str | PathLike[str], overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config file (safe loader), apply ``--set`` overrides, validate.
+
+    The file is read once (with :func:`read_yaml`).
+
+    :param path: the config file
+    :param overrides: ``--set`` arguments, ``KEY=VALUE``
+    :raises ConfigError: when the file is missing, or naming the file, the key path and what was expected
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {str(path)!r} does not exist" if not path.exists() else
+            f"{str(path)!r} is not a file" + (f" (to continue a run: diffrl train --resume {path})" if path.is_dir() else "")
+        )
+    raw = apply_overrides(read_yaml(path), overrides)
+    suffix = f" (with {' '.join('--set ' + o for o in overrides)})" if overrides else ""
+    return parse_config(raw, source=f"config {path}{suffix}")

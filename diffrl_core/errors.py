@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from diffrl_core.kinds import label as kind_label
+
 
 class DiffRLError(Exception):
     """Base class of every error diffrl raises for a user to act on."""
@@ -33,7 +35,7 @@ class DuplicateNameError(DiffRLError):
         self.owner = owner
         self.intruder = intruder
         super().__init__(
-            f"{_KIND_LABELS.get(kind, kind)} {name!r} from {intruder} is already registered by "
+            f"{kind_label(kind)} {name!r} from {intruder} is already registered by "
             f"{owner}; {intruder}'s {name!r} was not registered (rename it, or block one plugin "
             f"with DIFFRL_DISABLE_PLUGINS)"
         )
@@ -46,8 +48,7 @@ class UnknownNameError(DiffRLError):
         self.kind = kind
         self.name = name
         known = sorted(known)
-        label = _KIND_LABELS.get(kind, kind)
-        message = f"unknown {label} {name!r}"
+        message = f"unknown {kind_label(kind)} {name!r}"
         if where:
             message += f" (in {where})"
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
@@ -82,10 +83,3 @@ class IncompatibleComponentsError(DiffRLError):
 class ConfigError(DiffRLError):
     """A config file or mapping that is not valid."""
 
-
-_KIND_LABELS = {
-    "envs": "env id",
-    "actor_heads": "actor head",
-    "loss_terms": "loss term",
-    "postprocessors": "post-processor",
-}

@@ -30,9 +30,13 @@ class RegisterEnv(Protocol):
 
 
 class RegisterComponent(Protocol):
-    """The ``register`` callback of the component hooks."""
+    """The ``register`` callback of the component hooks.
 
-    def __call__(self, name: str, component: type | str) -> None: ...
+    ``aliases`` are former names that keep resolving to ``name`` (so that configs and saved
+    models written before a rename still work); they are listed, never shown as components.
+    """
+
+    def __call__(self, name: str, component: type | str, aliases: tuple[str, ...] = ()) -> None: ...
 
 
 @hookspec

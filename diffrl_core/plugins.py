@@ -10,10 +10,11 @@ reported by name; every other plugin still loads.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,8 @@ import pluggy
 
 from diffrl_core import hookspecs
 from diffrl_core.errors import DiffRLError, DuplicateNameError, PluginLoadError
-from diffrl_core.registry import COMPONENT_NAME, KINDS, Provenance, Registration, Registry
+from diffrl_core.kinds import KINDS, label
+from diffrl_core.registry import COMPONENT_NAME, Provenance, Registration, Registry
 
 ENTRY_POINT_GROUP = "diffrl"
 LOAD_ENV_VAR = "DIFFRL_LOAD_PLUGINS"
@@ -30,7 +32,8 @@ DISABLE_ENV_VAR = "DIFFRL_DISABLE_PLUGINS"
 #: Built-in plugins: registered through the same hooks as third-party ones, always loaded.
 BUILTIN_PLUGINS: dict[str, str] = {"diffrl_core": "diffrl_core.builtin.plugin"}
 
-HOOK_NAMES: dict[str, str] = {kind: f"register_{kind}" for kind in KINDS}
+#: kind -> the hook that registers it
+HOOK_NAMES: dict[str, str] = {kind.name: kind.hook for kind in KINDS.values()}
 
 
 @dataclass
@@ -46,6 +49,9 @@ class PluginInfo:
     provenance: Provenance
     components: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
 
+    #: kind -> {former name: name}, for components registered with aliases
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -53,6 +59,7 @@ class PluginInfo:
             "distribution": self.provenance.distribution,
             "builtin": self.provenance.builtin,
             "components": {kind: sorted(names) for kind, names in self.components.items()},
+            "aliases": {kind: dict(sorted(names.items())) for kind, names in self.aliases.items()},
         }
 
 
@@ -94,19 +101,19 @@ class PluginHost:
     def load(
         self,
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
-        load: list[str] | None = None,
+        only: list[str] | None = None,
         disable: list[str] | None = None,
     ) -> PluginHost:
         """Load the built-ins, then the entry points allowed by the allow/deny lists.
 
         :param entry_points: defaults to the installed ``diffrl`` entry points
-        :param load: only these entry-point names (defaults to ``DIFFRL_LOAD_PLUGINS``; None: all)
+        :param only: only these entry-point names (defaults to ``DIFFRL_LOAD_PLUGINS``; None: all)
         :param disable: never import these (defaults to ``DIFFRL_DISABLE_PLUGINS``)
         """
         if self.loaded:
             return self
         self.loaded = True
-        load = _env_list(LOAD_ENV_VAR) if load is None else load
+        only = _env_list(LOAD_ENV_VAR) if only is None else only
         disable = (_env_list(DISABLE_ENV_VAR) or []) if disable is None else disable
 
         for name, module in BUILTIN_PLUGINS.items():
@@ -118,12 +125,12 @@ class PluginHost:
             entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
         entry_points = sorted(entry_points, key=lambda ep: (ep.name, _dist_name(ep) or ""))
         available = {ep.name for ep in entry_points}
-        for name in sorted(set(load or ()) - available):
+        for name in sorted(set(only or ()) - available):
             self._fail(name, f"requested in {LOAD_ENV_VAR} but no installed distribution declares a "
                        f"{ENTRY_POINT_GROUP!r} entry point of that name (installed: {', '.join(sorted(available)) or 'none'})")
 
         for ep in entry_points:
-            if ep.name in disable or (load is not None and ep.name not in load):
+            if ep.name in disable or (only is not None and ep.name not in only):
                 self.pm.set_blocked(ep.name)  # never imported
                 continue
             provenance = Provenance(ep.name, _dist_name(ep), _dist_version(ep))
@@ -186,6 +193,8 @@ class PluginHost:
                 self._fail(name, str(exc))
                 continue
             info.components[registration.kind].append(registration.name)
+            for alias in registration.aliases:
+                info.aliases.setdefault(registration.kind, {})[alias] = registration.name
         return True
 
     def unregister_plugin(self, name: str) -> None:
@@ -208,8 +217,8 @@ class PluginHost:
 
             return register_env
 
-        def register_component(name: str, component: type | str) -> None:
-            staged.append(Registration(kind, name, component, provenance))
+        def register_component(name: str, component: type | str, aliases: tuple[str, ...] = ()) -> None:
+            staged.append(Registration(kind, name, component, provenance, aliases=tuple(aliases)))
 
         return register_component
 
@@ -217,12 +226,13 @@ class PluginHost:
         kind, name = registration.kind, registration.name
         registry = self.registries[kind]
         if kind != "envs":
-            if not isinstance(name, str) or not COMPONENT_NAME.match(name):
-                raise DiffRLError(f"{name!r} is not a valid {kind[:-1].replace('_', ' ')} name: "
-                                  "names are lowercase snake_case (e.g. 'squashed_gaussian')")
+            for given in (name, *registration.aliases):
+                if not isinstance(given, str) or not COMPONENT_NAME.match(given):
+                    raise DiffRLError(f"{given!r} is not a valid {label(kind)} name: "
+                                      "names are lowercase snake_case (e.g. 'squashed_gaussian')")
             target = registration.target
             if not (callable(target) or isinstance(target, str) and ":" in target):
-                raise DiffRLError(f"{kind[:-1].replace('_', ' ')} {name!r} must be registered with a class "
+                raise DiffRLError(f"{label(kind)} {name!r} must be registered with a class "
                                   f"or a 'module:Class' string, got {target!r}")
             registry.add(registration)
             return
@@ -295,12 +305,35 @@ def _suggest(name: str, options: Iterable[str]) -> str:
 _host: PluginHost | None = None
 
 
-def load_plugins() -> PluginHost:
-    """Load every allowed plugin once per process and return the host holding the registries.
+def default_host() -> PluginHost:
+    """The process-wide host, its plugins loaded on first use.
 
-    Idempotent: later calls return the same host. ``import diffrl_core`` alone loads nothing.
+    Code that composes or lists components takes a host argument and falls back to this one
+    at the edges (the CLI, :func:`diffrl_core.make_model`, :func:`diffrl_core.load_model`).
     """
     global _host
     if _host is None:
         _host = PluginHost().load()
     return _host
+
+
+def load_plugins() -> PluginHost:
+    """Load every allowed plugin once per process and return the host holding the registries.
+
+    Idempotent: later calls return the same host. ``import diffrl_core`` alone loads nothing.
+    """
+    return default_host()
+
+
+@contextlib.contextmanager
+def use_host(host: PluginHost | None) -> Iterator[PluginHost | None]:
+    """Make ``host`` the process-wide host for the duration of a ``with`` block (tests, tools).
+
+    ``None`` makes the next :func:`default_host` call load the plugins afresh.
+    """
+    global _host
+    previous, _host = _host, host
+    try:
+        yield host
+    finally:
+        _host = previous

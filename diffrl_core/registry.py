@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffrl_core.errors import DiffRLError, DuplicateNameError, UnknownNameError
-
-#: The component kinds, in the order they are listed; each has a ``register_<kind>`` hook.
-KINDS: tuple[str, ...] = ("envs", "actor_heads", "loss_terms", "postprocessors")
+from diffrl_core.kinds import label
 
 COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -49,12 +47,14 @@ class Provenance:
 class Registration:
     """One registered name.
 
-    :param kind: one of :data:`KINDS`
+    :param kind: a key of :data:`diffrl_core.kinds.KINDS`
     :param name: the component name or env id
     :param target: the component (class or factory), or a ``"module:attr"`` string
         (for envs: gymnasium's entry point)
     :param provenance: which plugin registered it
     :param options: extra registration kwargs (for envs: gymnasium's register kwargs)
+    :param aliases: former names that still resolve to this one (configs and saved models
+        written before a rename)
     """
 
     kind: str
@@ -62,61 +62,71 @@ class Registration:
     target: Any
     provenance: Provenance
     options: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
 
 
 class Registry:
     """The registered names of one kind.
 
-    :param kind: one of :data:`KINDS`
+    :param kind: a key of :data:`diffrl_core.kinds.KINDS`
     """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Registration] = {}
+        self._aliases: dict[str, str] = {}  # former name -> name
         self._resolved: dict[str, Any] = {}
 
     def add(self, registration: Registration) -> None:
-        """Add a registration; a name that is taken raises, naming both owners."""
-        taken = self._entries.get(registration.name)
-        if taken is not None:
-            raise DuplicateNameError(
-                self.kind, registration.name, taken.provenance.describe(), registration.provenance.describe()
-            )
+        """Add a registration; a name (or alias) that is taken raises, naming both owners."""
+        for name in (registration.name, *registration.aliases):
+            if name in self:
+                taken = self.get(name)
+                raise DuplicateNameError(
+                    self.kind, name, taken.provenance.describe(), registration.provenance.describe()
+                )
         self._entries[registration.name] = registration
+        self._aliases.update(dict.fromkeys(registration.aliases, registration.name))
 
     def remove_plugin(self, plugin: str) -> None:
         """Forget every name registered by ``plugin``."""
         for name in [n for n, r in self._entries.items() if r.provenance.plugin == plugin]:
             del self._entries[name]
             self._resolved.pop(name, None)
+        self._aliases = {alias: name for alias, name in self._aliases.items() if name in self._entries}
 
     def get(self, name: str, where: str | None = None) -> Registration:
-        """The registration of ``name``.
+        """The registration of ``name`` (or of the name an alias stands for).
 
         :param where: where the name came from (e.g. a config key), for the error message
         :raises UnknownNameError: listing the closest registered names
         """
         try:
-            return self._entries[name]
+            return self._entries[self._aliases.get(name, name)]
         except KeyError:
-            raise UnknownNameError(self.kind, name, self._entries, where=where) from None
+            raise UnknownNameError(self.kind, name, [*self._entries, *self._aliases], where=where) from None
 
     def resolve(self, name: str, where: str | None = None) -> Any:
         """The component registered as ``name``, importing a string target once."""
-        if name in self._resolved:
-            return self._resolved[name]
         registration = self.get(name, where)
+        if registration.name in self._resolved:
+            return self._resolved[registration.name]
         target = registration.target
         if isinstance(target, str):
-            target = import_target(target, f"{_label(self.kind)} {name!r} of {registration.provenance.describe()}")
-        self._resolved[name] = target
+            target = import_target(target, f"{label(self.kind)} {registration.name!r} of {registration.provenance.describe()}")
+        self._resolved[registration.name] = target
         return target
 
     def names(self) -> list[str]:
+        """The registered names (without aliases), sorted."""
         return sorted(self._entries)
 
+    def aliases(self) -> dict[str, str]:
+        """Former names that still resolve: alias -> name."""
+        return dict(sorted(self._aliases.items()))
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[Registration]:
         return iter(sorted(self._entries.values(), key=lambda r: r.name))
@@ -138,8 +148,3 @@ def import_target(target: str, what: str) -> Any:
         raise DiffRLError(f"{what}: cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
     return obj
 
-
-def _label(kind: str) -> str:
-    return {"envs": "env", "actor_heads": "actor head", "loss_terms": "loss term", "postprocessors": "post-processor"}[
-        kind
-    ]

@@ -1,4 +1,4 @@
-"""Run folders: layout, resolved config, status, checkpoints, ``--set`` overrides, signals.
+"""Run folders: layout, atomic writes, the resolved config, status, checkpoints, resuming.
 
 Everything here is plain files and the standard library (no torch, no stable-baselines3),
 so the ``diffrl`` commands stay thin and the layout can be read by other tools.
@@ -21,14 +21,12 @@ nothing behind, and an interrupted run always has a status that points to a comp
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as _dt
 import importlib.metadata
 import json
 import os
 import re
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from diffrl_core.config import Config, parse_config, read_yaml, safe_load
+from diffrl_core.config import Config, apply_overrides, parse_config, read_yaml
 from diffrl_core.errors import ConfigError, DiffRLError
 
 CONFIG_FILE = "config.yaml"
@@ -50,99 +48,6 @@ LOGS_DIR = "logs"
 
 #: Config keys that ``--resume`` may change: they do not change the model or the env.
 RESUMABLE_KEYS = ("total_timesteps", "eval", "checkpoint", "logging")
-
-#: Exit codes of an interrupted ``diffrl train`` (the shell's 128 + signal number).
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-# -- --set overrides ---------------------------------------------------------------------------
-
-_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
-
-
-def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """``"policy.losses[1].weight=0.5"`` -> ``(["policy", "losses", 1, "weight"], 0.5)``.
-
-    The value is read with the safe YAML loader (numbers, booleans, null, lists and mappings
-    work; nothing is evaluated).
-
-    :raises ConfigError: for a malformed ``KEY=VALUE``
-    """
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set policy.losses[0].weight=0.5")
-    path: list[str | int] = []
-    for part in key.split("."):
-        match = _SEGMENT.fullmatch(part)
-        if not match:
-            raise ConfigError(f"--set {text!r}: {key!r} is not a key path like 'algo_kwargs.learning_rate' or 'policy.losses[1].weight'")
-        path.append(match.group(1))
-        path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
-    try:
-        value = safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {exc}") from None
-    return path, value
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``KEY=VALUE`` set (missing mappings on the way are created)."""
-    result = copy.deepcopy(dict(data))
-    for text in overrides:
-        path, value = parse_override(text)
-        node: Any = result
-        for depth, part in enumerate(path):
-            parent, last = _path_text(path[:depth]) or "the config", depth == len(path) - 1
-            following = None if last else path[depth + 1]
-            if isinstance(part, int):
-                if not isinstance(node, list):
-                    raise ConfigError(f"--set {text!r}: {parent} is not a list")
-                if part > len(node) or (part == len(node) and isinstance(following, int)):
-                    raise ConfigError(f"--set {text!r}: {parent} has {len(node)} item(s)")
-                if part == len(node):  # one past the end appends
-                    node.append({})
-            else:
-                if not isinstance(node, dict):
-                    raise ConfigError(f"--set {text!r}: {parent} is not a mapping")
-                if not last and node.get(part) is None:
-                    if isinstance(following, int):
-                        where = _path_text(path[: depth + 1])
-                        raise ConfigError(
-                            f"--set {text!r}: {where} is not set in the config; set the whole list, e.g. --set '{where}=[...]'"
-                        )
-                    node[part] = {}
-            if last:
-                node[part] = value
-            else:
-                node = node[part]
-    return result
-
-
-def _path_text(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
-def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> tuple[dict[str, Any], Config]:
-    """Read a YAML config (safe loader), apply ``--set`` overrides, validate.
-
-    :return: the raw mapping (after overrides) and the validated config
-    :raises ConfigError: naming the file, the key path and what was expected
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{str(path)!r} is a folder, not a config file (to continue a run: diffrl train --resume {path})")
-    if not path.exists():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    raw = apply_overrides(read_yaml(path), overrides)
-    try:
-        return raw, parse_config(raw)
-    except ConfigError as exc:
-        suffix = f" (with {' '.join('--set ' + o for o in overrides)})" if overrides else ""
-        raise ConfigError(str(exc).replace("invalid config", f"invalid config {path}{suffix}", 1)) from None
 
 
 # -- atomic files ------------------------------------------------------------------------------
@@ -252,14 +157,21 @@ def default_run_dir(config_path: str | os.PathLike[str], root: str | os.PathLike
 
 
 def check_new_run_dir(path: str | os.PathLike[str]) -> None:
-    """A new run may go into ``path``: it does not exist, or is an empty folder."""
+    """A new run may go into ``path``: it does not exist, or is an empty folder.
+
+    :raises DiffRLError: when ``path`` is taken
+    """
     path = Path(path)
     if path.exists() and not (path.is_dir() and not any(path.iterdir())):
-        what = "a run folder" if (path / STATUS_FILE).exists() else ("a file" if path.is_file() else "a folder that is not empty")
-        raise DiffRLError(
-            f"{str(path)!r} already exists ({what}); continue it with `diffrl train --resume {path}` "
-            "or choose another --run-dir"
-        )
+        raise _taken(path)
+
+
+def _taken(path: Path) -> DiffRLError:
+    what = "a run folder" if (path / STATUS_FILE).exists() else ("a file" if path.is_file() else "a folder that is not empty")
+    return DiffRLError(
+        f"{str(path)!r} already exists ({what}); continue it with `diffrl train --resume {path}` "
+        "or choose another --run-dir"
+    )
 
 
 @dataclass(frozen=True)
@@ -333,11 +245,8 @@ class RunDir:
     # config
 
     def read_config(self) -> Config:
-        data = read_yaml(self.config_file)
-        try:
-            return parse_config(data)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("invalid config", f"invalid config {self.config_file}", 1)) from None
+        """The run's resolved config (``config.yaml``), validated."""
+        return parse_config(read_yaml(self.config_file), source=f"config {self.config_file}")
 
     def resume_point(self) -> tuple[Path, Path | None, int]:
         """The checkpoint to continue from: ``(model, replay buffer or None, num_timesteps)``."""
@@ -373,10 +282,15 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
 def create_run_dir(target: str | os.PathLike[str], config: Mapping[str, Any], status: Mapping[str, Any]) -> RunDir:
     """Create a run folder holding ``config.yaml`` and ``status.json``, all at once.
 
-    The files are written into a hidden sibling folder which is then renamed to ``target``.
+    The files are written into a hidden sibling folder which is then renamed to ``target``:
+    an empty folder is replaced, anything else at ``target`` is left alone.
+
+    :param target: the run folder to create; it must not exist, or be an empty folder
+    :param config: the resolved config, written to ``config.yaml``
+    :param status: the first ``status.json`` (``started_at`` and ``updated_at`` are added)
+    :raises DiffRLError: when ``target`` is taken (see :func:`check_new_run_dir`)
     """
     target = Path(target)
-    check_new_run_dir(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     os.chmod(staging, 0o777 & ~_UMASK)
@@ -385,7 +299,12 @@ def create_run_dir(target: str | os.PathLike[str], config: Mapping[str, Any], st
         (staging / STATUS_FILE).write_text(json.dumps({**status, "started_at": now(), "updated_at": now()}, indent=2) + "\n")
         (staging / CHECKPOINTS_DIR).mkdir()
         (staging / LOGS_DIR).mkdir()
-        os.rename(staging, target)  # also replaces an empty folder
+        try:
+            os.rename(staging, target)  # replaces an empty folder, fails on anything else
+        except OSError:
+            if target.exists():
+                raise _taken(target) from None
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -430,10 +349,7 @@ def plan_resume(run_dir: str | os.PathLike[str], overrides: Sequence[str] = ()) 
     config = saved
     if overrides:
         data = apply_overrides(resolved_config(saved, saved.versions), overrides)
-        try:
-            config = parse_config(data)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("invalid config", f"invalid config for resumed run {run.path}", 1)) from None
+        config = parse_config(data, source=f"config for resumed run {run.path}")
         before, after = resolved_config(saved), resolved_config(config)
         fixed = sorted(key for key in before.keys() | after.keys() if key not in RESUMABLE_KEYS and before.get(key) != after.get(key))
         if fixed:
@@ -450,45 +366,7 @@ def plan_resume(run_dir: str | os.PathLike[str], overrides: Sequence[str] = ()) 
     return ResumePlan(run, config, saved, model, buffer, steps)
 
 
-# -- signals -----------------------------------------------------------------------------------
-
-
-class StopSignals:
-    """Turn SIGINT / SIGTERM into a stop request that the training loop checks at each step.
-
-    The first signal sets :attr:`signum`, so that ``learn()`` returns after the current step
-    and a checkpoint can be written; a second one raises :class:`KeyboardInterrupt` at once.
-    Used as a context manager; the previous handlers are restored on exit.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else ""
-
-    def __enter__(self) -> StopSignals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-# -- learning curves ---------------------------------------------------------------------------
+# -- finding runs --------------------------------------------------------------------------------
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[RunDir]:
@@ -505,31 +383,3 @@ def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[RunDir]:
             raise DiffRLError(f"{str(path)!r} is not a run folder and holds none (a run folder has a {STATUS_FILE})")
         found.extend(RunDir(child) for child in children)
     return found
-
-
-def read_curve(run: RunDir, metric: str = "eval") -> tuple[Any, Any, str]:
-    """``(timesteps, returns, metric)`` of a run: evaluation means, or training episode returns.
-
-    ``metric="eval"`` falls back to ``"train"`` when the run has no evaluation.
-    """
-    import numpy as np
-
-    if metric == "eval" and run.evaluations_file.exists():
-        with np.load(run.evaluations_file) as data:
-            if len(data["timesteps"]):
-                return data["timesteps"].astype(float), np.nanmean(data["results"], axis=1), "eval"
-    xs, ys = [], []
-    progress = run.logs / "progress.csv"
-    if progress.exists():
-        import csv
-
-        with progress.open(newline="") as file:
-            for row in csv.DictReader(file):
-                x, y = row.get("time/total_timesteps"), row.get("rollout/ep_rew_mean")
-                if x and y:
-                    xs.append(float(x))
-                    ys.append(float(y))
-    if not xs:
-        raise DiffRLError(f"run {str(run.path)!r} has no evaluations and no logged episode returns yet")
-    order = np.argsort(xs, kind="stable")
-    return np.asarray(xs)[order], np.asarray(ys)[order], "train"

@@ -41,9 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR
 from diffrl_core.errors import DiffRLError, PluginLoadError
 from diffrl_core.gradcheck import GradcheckResult, check_gradients
-from diffrl_core.plugins import PluginHost, load_plugins
+from diffrl_core.kinds import ACTOR_HEADS, COMPONENT_KINDS, KINDS, LOSS_TERMS, POSTPROCESSORS
+from diffrl_core.plugins import DISABLE_ENV_VAR, PluginHost, _env_list, default_host, use_host
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -110,7 +112,7 @@ class ConformanceReport:
 def registered_plugin(plugin: object, name: str, host: PluginHost | None = None) -> Iterator[PluginHost]:
     """Register ``plugin`` (a module or any object with hook implementations) for a ``with`` block.
 
-    The plugin's names are added to the process-wide registries (``load_plugins()``) and
+    The plugin's names are added to the process-wide registries (``default_host()``) and
     removed again on exit, with the env ids it registered. A plugin that fails to register
     (a bad hook, a name already taken) raises :class:`~diffrl_core.errors.PluginLoadError`
     and leaves nothing behind. Conformance checks run while the block is open register a
@@ -122,7 +124,7 @@ def registered_plugin(plugin: object, name: str, host: PluginHost | None = None)
     """
     import gymnasium
 
-    host = host or load_plugins()
+    host = host or default_host()
     errors_before = len(host.errors)
     registered = host.register_plugin(plugin, name)
     new_errors = host.errors[errors_before:]
@@ -164,16 +166,9 @@ def disabled_plugins(*names: str) -> Iterator[PluginHost]:
     sees without those plugins (e.g. to check the error when a saved model needs one of them).
     The previous host is restored on exit.
     """
-    import diffrl_core.plugins as plugins
-
-    previous = load_plugins()
-    disable = sorted({*(plugins._env_list(plugins.DISABLE_ENV_VAR) or []), *names})
-    host = PluginHost().load(disable=disable)
-    plugins._host = host
-    try:
+    disable = sorted({*(_env_list(DISABLE_ENV_VAR) or []), *names})
+    with use_host(PluginHost().load(disable=disable)) as host:
         yield host
-    finally:
-        plugins._host = previous
 
 
 # -- choosing partners for a component ---------------------------------------------------------
@@ -189,16 +184,15 @@ def conformance_config(
 ) -> dict[str, Any]:
     """A small valid config that uses component ``name`` of ``kind``, with partners chosen to fit.
 
-    - an actor head: SAC with ``sac_entropy`` (or ``q_value`` if no plugin provides it) when the
-      head has a log-prob, TD3 with ``q_value`` otherwise; ``unscale`` after a bounded head,
-      ``tanh`` after an unbounded one;
-    - a loss term: after the algorithm's own term (``sac_entropy`` / ``q_value``), with the
-      first head the term accepts (``check_compatible``) of ``deterministic``,
-      ``squashed_gaussian``, ``gaussian``, then the others: under TD3 if the term
-      ``requires`` neither a log-prob nor ``alpha``, else under SAC with a head that has a log-prob;
-    - a post-processor: the first head of ``deterministic``, ``squashed_gaussian``, ``gaussian``
-      (then any other registered head) that it accepts;
-    - an env id: TD3 with ``deterministic``, ``q_value`` and ``unscale`` on that env.
+    - an actor head: SAC with SAC's default loss term (``sac_entropy``, or ``q_value`` if no plugin
+      provides it) when the head has a log-prob, TD3 with ``q_value`` otherwise; the pass-through
+      ``identity`` after a bounded head, ``tanh`` after an unbounded one;
+    - a loss term: after the algorithm's own term, with the first head the term accepts
+      (``check_compatible``) of TD3's and SAC's default heads (``deterministic``,
+      ``squashed_gaussian``), then the others by name: under TD3 if the term ``requires``
+      neither a log-prob nor ``alpha``, else under SAC with a head that has a log-prob;
+    - a post-processor: the first head, in the same order, that it accepts;
+    - an env id: TD3 with its default components on that env.
 
     :param kind: ``"actor_heads"``, ``"loss_terms"``, ``"postprocessors"`` or ``"envs"``
     :param name: the registered name (or env id)
@@ -207,52 +201,56 @@ def conformance_config(
     :param env: the env to train on (default ``Pendulum-v1``; for ``kind="envs"``, ``name``)
     :param overrides: merged into the result last (recursively), e.g. ``{"algo_kwargs": {...}}``
     """
-    host = host or load_plugins()
+    host = host or default_host()
     kwargs = dict(kwargs or {})
-    if kind not in ("actor_heads", "loss_terms", "postprocessors", "envs"):
-        raise DiffRLError(f"unknown component kind {kind!r}: actor_heads, loss_terms, postprocessors or envs")
+    if kind not in KINDS:
+        raise DiffRLError(f"unknown component kind {kind!r}: {', '.join(KINDS)}")
     registry = host.registry(kind)
     registry.get(name, where="the conformance check")  # unknown names: the registry's error, with suggestions
-    has = {k: set(host.registry(k).names()) for k in ("actor_heads", "loss_terms", "postprocessors")}
-    sac_loss = "sac_entropy" if "sac_entropy" in has["loss_terms"] else "q_value"
+    names = {k.name: set(host.registry(k.name).names()) for k in COMPONENT_KINDS}
+    heads = host.registry(ACTOR_HEADS.name)
+    # SAC's own loss when its plugin is installed, else the critic's value alone
+    sac_loss = DEFAULT_LOSSES["sac"] if DEFAULT_LOSSES["sac"] in names["loss_terms"] else DEFAULT_LOSSES["td3"]
+    loss_of = {"sac": sac_loss, "td3": DEFAULT_LOSSES["td3"]}
+    # partners are tried in this order: the algorithms' own heads, then the others by name
+    own_heads = [h for h in (DEFAULT_HEADS["td3"], DEFAULT_HEADS["sac"]) if h in names["actor_heads"]]
+    head_order = own_heads + sorted(names["actor_heads"] - set(own_heads))
+
+    def postprocess_for(head: Any) -> str:
+        return DEFAULT_POSTPROCESSOR if head.bounded else "tanh"
 
     policy: dict[str, Any]
-    if kind == "actor_heads":
+    if kind == ACTOR_HEADS.name:
         head = registry.resolve(name)
         algo = "sac" if head.has_log_prob else "td3"
-        policy = {"head": name, "head_kwargs": kwargs, "losses": [{"name": sac_loss if algo == "sac" else "q_value"}],
-                  "postprocess": "unscale" if head.bounded else "tanh"}
-    elif kind == "loss_terms":
+        policy = {"head": name, "head_kwargs": kwargs, "losses": [{"name": loss_of[algo]}],
+                  "postprocess": postprocess_for(head)}
+    elif kind == LOSS_TERMS.name:
         term = registry.resolve(name)
-        heads = host.registry("actor_heads")
-        order = [h for h in ("deterministic", "squashed_gaussian", "gaussian") if h in has["actor_heads"]]
-        order += sorted(has["actor_heads"] - set(order))
-        pairs = [("td3", h) for h in order if not {"alpha", "log_prob"} & set(term.requires)]
-        pairs += [("sac", h) for h in order if heads.resolve(h).has_log_prob]
+        pairs = [("td3", h) for h in head_order if not {"alpha", "log_prob"} & set(term.requires)]
+        pairs += [("sac", h) for h in head_order if heads.resolve(h).has_log_prob]
         pair = next(((algo, h) for algo, h in pairs if term.check_compatible(heads.resolve(h), algo) is None), None)
         if pair is None:
-            raise DiffRLError(f"loss term {name!r} can train none of the registered heads ({', '.join(order)}) under "
-                              "sac or td3 (a head with a log-prob such as 'squashed_gaussian' is in diffrl-plugin-gaussian)")
+            raise DiffRLError(f"loss term {name!r} can train none of the registered heads ({', '.join(head_order)}) "
+                              f"under sac or td3 (a head with a log-prob such as {DEFAULT_HEADS['sac']!r} is in "
+                              "diffrl-plugin-gaussian)")
         algo, head_name = pair
-        base = sac_loss if algo == "sac" else "q_value"
-        head = heads.resolve(head_name)
+        base = loss_of[algo]
         losses = [{"name": name, "kwargs": kwargs}] if name == base else [{"name": base}, {"name": name, "kwargs": kwargs}]
-        policy = {"head": head_name, "losses": losses, "postprocess": "unscale" if head.bounded else "tanh"}
-    elif kind == "postprocessors":
+        policy = {"head": head_name, "losses": losses, "postprocess": postprocess_for(heads.resolve(head_name))}
+    elif kind == POSTPROCESSORS.name:
         post = registry.resolve(name)
-        candidates = [h for h in ("deterministic", "squashed_gaussian", "gaussian") if h in has["actor_heads"]]
-        candidates += sorted(has["actor_heads"] - set(candidates))
-        head_name = next((h for h in candidates if post.check_head(host.registry("actor_heads").resolve(h)) is None), None)
+        head_name = next((h for h in head_order if post.check_head(heads.resolve(h)) is None), None)
         if head_name is None:
-            raise DiffRLError(f"post-processor {name!r} accepts none of the registered heads ({', '.join(candidates)})")
-        head = host.registry("actor_heads").resolve(head_name)
-        algo = "sac" if head.has_log_prob and head_name != "deterministic" else "td3"
-        policy = {"head": head_name, "losses": [{"name": sac_loss if algo == "sac" else "q_value"}],
-                  "postprocess": name, "postprocess_kwargs": kwargs}
+            raise DiffRLError(f"post-processor {name!r} accepts none of the registered heads ({', '.join(head_order)})")
+        head = heads.resolve(head_name)
+        algo = "sac" if head.has_log_prob and head_name != DEFAULT_HEADS["td3"] else "td3"
+        policy = {"head": head_name, "losses": [{"name": loss_of[algo]}], "postprocess": name, "postprocess_kwargs": kwargs}
     else:
         env = name
         algo = "td3"
-        policy = {"head": "deterministic", "losses": [{"name": "q_value"}], "postprocess": "unscale"}
+        policy = {"head": DEFAULT_HEADS["td3"], "losses": [{"name": DEFAULT_LOSSES["td3"]}],
+                  "postprocess": DEFAULT_POSTPROCESSOR}
     config: dict[str, Any] = {"env": env or DEFAULT_ENV, "algo": algo, "policy": policy, "seed": 0}
     if kind == "envs" and kwargs:
         config["env_kwargs"] = kwargs
@@ -322,7 +320,7 @@ def check_plugin(
     :param steps: env steps to train per component
     :param fresh_process: load the saved models in a new Python process and compare
     """
-    host = load_plugins()
+    host = default_host()
     if name not in host.plugins:
         host.raise_for(name)
         raise DiffRLError(f"no plugin named {name!r} is loaded (loaded: {', '.join(sorted(host.plugins))})")

@@ -291,8 +291,8 @@ def test_examples_cover_pendulum_and_every_diffrl_env() -> None:
 
 
 def test_set_overrides_are_parsed_as_yaml_never_evaluated() -> None:
+    from diffrl_core.config import apply_overrides
     from diffrl_core.errors import ConfigError
-    from diffrl_core.runs import apply_overrides
 
     data = {"env": "Pendulum-v1", "policy": {"losses": [{"name": "sac_entropy"}]}}
     result = apply_overrides(data, [
@@ -321,3 +321,32 @@ def test_yaml_floats_without_a_dot_are_numbers(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("a: 1e-3\nb: -2E+4\nc: 3.0e-4\nd: 10\ne: '1e-3'\nf: v1e3\n")
     assert read_yaml(path) == {"a": 0.001, "b": -20000.0, "c": 0.0003, "d": 10, "e": "1e-3", "f": "v1e3"}
+
+
+def test_train_reads_its_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in-process: the config is read and validated once, then handed to the run as a Config
+    from click.testing import CliRunner
+
+    import diffrl_core.config
+    from diffrl_core.cli import main
+
+    reads: list[Path] = []
+    read_yaml = diffrl_core.config.read_yaml
+
+    def counting_read_yaml(path: str | os.PathLike[str]) -> dict:
+        reads.append(Path(path))
+        return read_yaml(path)
+
+    monkeypatch.setattr(diffrl_core.config, "read_yaml", counting_read_yaml)
+    config = write_config(
+        tmp_path / "bandit.yaml",
+        "env: diffrl/QuadraticBandit-v0\nalgo: td3\npolicy: {net_arch: [8]}\n"
+        "algo_kwargs: {learning_starts: 10, batch_size: 8, buffer_size: 100}\ntotal_timesteps: 50\nseed: 0\n"
+        "eval: {freq: 0, n_episodes: 2}\ncheckpoint: {freq: 0}\nlogging: {tensorboard: false}\n",
+    )
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(config), "--run-dir", str(run), "--set", "seed=1"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert reads == [config]
+    assert status(run)["status"] == "finished" and status(run)["num_timesteps"] == 50
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 1

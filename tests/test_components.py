@@ -15,7 +15,7 @@ def make_context(calls: list[int]) -> ActorLossContext:
         calls.append(1)
         return (a * weight).sum(dim=1, keepdim=True)
 
-    return ActorLossContext(batch=None, sample=HeadSample(actions), actions=actions, q=q,
+    return ActorLossContext(batch=None, sample=HeadSample(actions), actions=actions, q_fn=q,
                             postprocess=lambda raw: raw, alpha=None, algo="td3")
 
 

@@ -27,7 +27,7 @@ from diffrl_core.registry import Registry
 HEADS = {"deterministic": dict(bounded=True, log_prob=False), "gaussian": dict(bounded=False, log_prob=True),
          "squashed_gaussian": dict(bounded=True, log_prob=True)}
 LOSSES = {"q_value": set(), "bc": set(), "sac_entropy": {"log_prob", "alpha"}}
-POSTPROCESSORS = {"unscale": dict(needs_bounded=True), "clip": dict(needs_bounded=False), "tanh": dict(needs_bounded=False)}
+POSTPROCESSORS = {"identity": dict(needs_bounded=True), "clip": dict(needs_bounded=False), "tanh": dict(needs_bounded=False)}
 TINY = dict(learning_starts=50, batch_size=16, buffer_size=1000)
 OBSERVATIONS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -3.0], [-0.5, 0.8, 7.0], [0.3, -0.9, 1.5]], dtype=np.float32)
 
@@ -37,7 +37,7 @@ def is_valid(algo: str, head: str, losses: list[str], postprocess: str) -> bool:
     if algo == "sac" and not HEADS[head]["log_prob"]:
         return False  # SAC's soft target needs a log-prob
     if POSTPROCESSORS[postprocess]["needs_bounded"] and not HEADS[head]["bounded"]:
-        return False  # unscale only fits heads whose output is already in [-1, 1]
+        return False  # identity only fits heads whose output is already in [-1, 1]
     for loss in losses:
         if "log_prob" in LOSSES[loss] and not HEADS[head]["log_prob"]:
             return False
@@ -122,11 +122,11 @@ def test_invalid_combinations_are_refused_naming_both(algo, head, losses, post) 
 
 
 def test_unknown_component_suggests_close_names() -> None:
-    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale")
+    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["policy"]["head"] = "squashed_gausian"
     with pytest.raises(UnknownNameError, match=r"unknown actor head 'squashed_gausian' \(in policy.head\); did you mean 'squashed_gaussian'"):
         make_model(config)
-    config = config_for("sac", "squashed_gaussian", ["sac_entropy", "bcc"], "unscale")
+    config = config_for("sac", "squashed_gaussian", ["sac_entropy", "bcc"], "identity")
     with pytest.raises(UnknownNameError, match=r"policy.losses\[1\].name.*did you mean 'bc'"):
         make_model(config)
 
@@ -150,28 +150,28 @@ def test_head_kwargs_reach_the_head() -> None:
 
 
 def test_unsupported_action_space_is_refused() -> None:
-    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale")
+    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["env"] = "CartPole-v1"
     with pytest.raises(IncompatibleComponentsError, match="head 'squashed_gaussian' cannot act in env 'CartPole-v1'.*Box"):
         make_model(config)
 
 
 def test_bad_algo_kwargs_name_the_key() -> None:
-    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale")
+    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["algo_kwargs"] = {"learning_rat": 0.1}
     with pytest.raises(ConfigError, match="algo_kwargs.learning_rat: not a keyword argument of stable-baselines3's SAC; valid: .*learning_rate"):
         make_model(config)
 
 
 def test_unknown_env_id_suggests_close_ids() -> None:
-    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale")
+    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["env"] = "Pendulum-v2"
     with pytest.raises(UnknownNameError, match="did you mean 'Pendulum-v1'"):
         make_model(config)
 
 
 def test_missing_plugin_at_load_names_component_and_distribution(tmp_path: Path) -> None:
-    model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale"))
+    model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity"))
     model.save(tmp_path / "model")
     script = (
         "import sys\nfrom diffrl_core import load_model, MissingComponentError\n"
@@ -186,7 +186,7 @@ def test_missing_plugin_at_load_names_component_and_distribution(tmp_path: Path)
 
 
 def test_loading_onto_an_env_with_other_spaces_fails_clearly(tmp_path: Path) -> None:
-    model = make_model(config_for("td3", "deterministic", ["q_value"], "unscale"))
+    model = make_model(config_for("td3", "deterministic", ["q_value"], "identity"))
     model.save(tmp_path / "model")
     with pytest.raises(IncompatibleComponentsError, match="cannot load .* onto this env.*spaces do not match"):
         load_model(tmp_path / "model", env=make_vec_env("MountainCarContinuous-v0"))
@@ -199,14 +199,46 @@ def test_saved_model_stores_names_not_classes(tmp_path: Path) -> None:
     model = make_model(config_for("sac", "gaussian", ["sac_entropy", "bc"], "tanh"))
     model.save(tmp_path / "model")
     data = json.loads(zipfile.ZipFile(tmp_path / "model.zip").read("data"))
-    assert data["policy_kwargs"]["head"] == "gaussian" and data["policy_kwargs"]["postprocess"] == "tanh"
-    assert [spec["name"] for spec in data["losses"]] == ["sac_entropy", "bc"]
-    assert data["diffrl_components"]["actor_heads"]["gaussian"]["distribution"] == "diffrl-plugin-gaussian"
+    saved = data["diffrl_components"]
+    assert saved["head"] == {"name": "gaussian", "kwargs": {}} and saved["postprocess"] == {"name": "tanh", "kwargs": {}}
+    assert [spec["name"] for spec in saved["losses"]] == ["sac_entropy", "bc"]
+    assert saved["provenance"]["actor_heads"]["gaussian"]["distribution"] == "diffrl-plugin-gaussian"
     assert "diffrl_plugin_gaussian" not in json.dumps(data)  # no pickled plugin class anywhere
+    assert "composition" not in data and "head" not in data["policy_kwargs"]  # the names are saved once
+
+
+def _as_first_format(path: Path) -> None:
+    """Rewrite a saved model the way diffrl 0.1 saved it: names in policy_kwargs, ``unscale``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    saved = data["diffrl_components"]
+    data["diffrl_components"] = {"algo": saved["algo"], **saved["provenance"]}
+    data["policy_kwargs"].update(head=saved["head"]["name"], head_kwargs=saved["head"]["kwargs"],
+                                 postprocess="unscale", postprocess_kwargs={})
+    data["losses"] = saved["losses"]
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def test_a_model_saved_by_diffrl_0_1_still_loads_with_its_former_names(tmp_path: Path) -> None:
+    model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy", "bc"], "identity"))
+    model.learn(120)
+    model.save(tmp_path / "model")
+    _as_first_format(tmp_path / "model.zip")
+    loaded = load_model(tmp_path / "model")
+    assert loaded.diffrl_components["postprocess"]["name"] == "identity"  # 'unscale' is identity's alias
+    assert [name for name, _, _ in loaded._loss_terms] == ["sac_entropy", "bc"]
+    obs = model.env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
 def test_training_loop_never_touches_the_plugin_system(monkeypatch) -> None:
-    model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy", "bc"], "unscale"))
+    model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy", "bc"], "identity"))
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the registry was used inside the training loop")
@@ -220,7 +252,7 @@ def test_training_loop_never_touches_the_plugin_system(monkeypatch) -> None:
 
 def test_subproc_vec_env_on_plugin_env() -> None:
     # SubprocVecEnv workers start with forkserver and load the plugins themselves
-    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "unscale", n_envs=2, vec_env="subproc")
+    config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity", n_envs=2, vec_env="subproc")
     config["env"] = "diffrl/QuadraticBandit-v0"
     model = make_model(config)
     try:
@@ -251,7 +283,7 @@ class LinearTargetBandit(gym.Env):
 
 @pytest.mark.parametrize(
     "algo,head,losses,post",
-    [("sac", "squashed_gaussian", ["sac_entropy"], "unscale"), ("td3", "deterministic", ["q_value"], "unscale"),
+    [("sac", "squashed_gaussian", ["sac_entropy"], "identity"), ("td3", "deterministic", ["q_value"], "identity"),
      ("sac", "gaussian", ["sac_entropy"], "tanh")],
 )
 def test_short_learning_check(algo, head, losses, post) -> None:

@@ -45,7 +45,7 @@ def test_squashed_gaussian_sac_entropy_equals_sb3_sac(ent_coef) -> None:
                 "net_arch": NET_ARCH,
                 "head": "squashed_gaussian",
                 "losses": [{"name": "sac_entropy", "weight": 1.0}],
-                "postprocess": "unscale",
+                "postprocess": "identity",
             },
             "algo_kwargs": dict(HYPERPARAMETERS, ent_coef=ent_coef),
             "seed": 0,
@@ -79,7 +79,7 @@ def test_deterministic_q_value_equals_sb3_td3() -> None:
         {
             "env": "Pendulum-v1",
             "algo": "td3",
-            "policy": {"net_arch": NET_ARCH, "head": "deterministic", "losses": [{"name": "q_value"}], "postprocess": "unscale"},
+            "policy": {"net_arch": NET_ARCH, "head": "deterministic", "losses": [{"name": "q_value"}], "postprocess": "identity"},
             "action_noise": {"type": "normal", "sigma": 0.1},
             "algo_kwargs": HYPERPARAMETERS,
             "seed": 0,

@@ -148,9 +148,10 @@ def test_train_uses_its_components_and_uninstalling_breaks_loading_by_name(venv:
              "--set", "logging.tensorboard=false")
     assert (run_dir / "model.zip").is_file()
     data = json.loads(zipfile.ZipFile(run_dir / "model.zip").read("data"))
-    assert data["policy_kwargs"]["head"] == f"{NAME}_head" and data["policy_kwargs"]["postprocess"] == f"{NAME}_scale"
-    assert [spec["name"] for spec in data["losses"]] == ["q_value", f"{NAME}_action_l2"]
-    assert data["diffrl_components"]["actor_heads"][f"{NAME}_head"]["distribution"] == DIST
+    saved = data["diffrl_components"]
+    assert saved["head"]["name"] == f"{NAME}_head" and saved["postprocess"]["name"] == f"{NAME}_scale"
+    assert [spec["name"] for spec in saved["losses"]] == ["q_value", f"{NAME}_action_l2"]
+    assert saved["provenance"]["actor_heads"][f"{NAME}_head"]["distribution"] == DIST
 
     # a model with the beta head, saved here (where diffrl-plugin-beta is installed as well)
     from diffrl_core import make_model

@@ -44,8 +44,27 @@ def test_builtins_register_through_the_hooks(fake_entry_points) -> None:
     assert builtin.provenance.builtin and builtin.provenance.version is None
     assert builtin.components["actor_heads"] == ["deterministic"]
     assert set(builtin.components["loss_terms"]) == {"q_value", "bc"}
-    assert set(builtin.components["postprocessors"]) == {"unscale", "clip", "tanh"}
+    assert set(builtin.components["postprocessors"]) == {"identity", "clip", "tanh"}
     assert host.registry("postprocessors").get("clip").provenance.plugin == "diffrl_core"
+
+
+def test_a_renamed_component_keeps_its_former_name_as_an_alias(fake_entry_points, make_plugin) -> None:
+    host = load(fake_entry_points)
+    postprocessors = host.registry("postprocessors")
+    assert postprocessors.get("unscale").name == "identity"
+    assert postprocessors.resolve("unscale") is postprocessors.resolve("identity")
+    assert "unscale" in postprocessors and "unscale" not in postprocessors.names()
+    assert host.report()["plugins"][0]["aliases"] == {"postprocessors": {"unscale": "identity"}}
+
+    # an alias is taken like a name: a plugin cannot claim it
+    clash = make_plugin("clash", """
+@hookimpl
+def register_postprocessors(register):
+    register("unscale", "collections:OrderedDict")
+""")
+    host = load(fake_entry_points, clash)
+    assert "already registered by built-in plugin 'diffrl_core'" in host.errors[0].error
+    assert host.registry("postprocessors").get("unscale").name == "identity"
 
 
 def test_entry_point_plugin_components_have_provenance(fake_entry_points, make_plugin) -> None:

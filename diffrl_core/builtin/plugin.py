@@ -21,6 +21,6 @@ def register_loss_terms(register: RegisterComponent) -> None:
 
 @hookimpl
 def register_postprocessors(register: RegisterComponent) -> None:
-    register("unscale", "diffrl_core.builtin.postprocessors:Unscale")
+    register("identity", "diffrl_core.builtin.postprocessors:Identity", aliases=("unscale",))
     register("clip", "diffrl_core.builtin.postprocessors:Clip")
     register("tanh", "diffrl_core.builtin.postprocessors:Tanh")

@@ -11,10 +11,12 @@ import torch as th
 from diffrl_core.components import PostProcessor
 
 
-class Unscale(PostProcessor):
+class Identity(PostProcessor):
     """The raw action already lies in ``[-1, 1]`` (a squashed head): pass it through.
 
-    This is what stable-baselines3 does with squashed outputs (``unscale_action``).
+    stable-baselines3 then rescales it for the env (``unscale_action``), as it does with
+    the output of its own squashed actors. Registered as ``identity``; ``unscale``, its
+    former name, still resolves to it.
     """
 
     accepts_unbounded = False

@@ -30,15 +30,17 @@ def evaluate(
     if video is not None:
         os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame envs draw offscreen, no window
-    from diffrl_core import training
+    from diffrl_core.evaluation import evaluate_target, format_return
+    from diffrl_core.plugins import load_plugins
 
     if threads:
         import torch as th
 
         th.set_num_threads(threads)
     report = (lambda message: None) if as_json else click.echo
-    result = training.evaluate_target(target, episodes, deterministic, env_id, seed, video, report)
+    result = evaluate_target(target, episodes, deterministic, env_id, seed, video, report, host=load_plugins())
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"mean return {training.fmt(result['mean_return'])} +/- {training.fmt(result['std_return'])} over {episodes} episode(s)")
+        mean, std = format_return(result["mean_return"]), format_return(result["std_return"])
+        click.echo(f"mean return {mean} +/- {std} over {episodes} episode(s)")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from diffrl_core.runs import RunDir
 
 
 @click.command()
@@ -35,7 +38,7 @@ def plot(run_dirs: tuple[Path, ...], output: Path, metric: str, separate: bool, 
     envs, metrics = set(), set()
     for run in found:
         status = run.read_status()
-        x, y, used = runs.read_curve(run, metric)
+        x, y, used = read_curve(run, metric)
         metrics.add(used)
         envs.add(status.get("env") or "?")
         key = run.path.name if separate else str(status.get("name") or run.path.name)
@@ -79,3 +82,36 @@ def plot(run_dirs: tuple[Path, ...], output: Path, metric: str, separate: bool, 
     if metrics == {"eval", "train"}:
         click.echo("note: some runs have no evaluations; their training episode returns are plotted", err=True)
     click.echo(f"wrote {output} ({len(found)} run(s), {len(groups)} curve(s))")
+
+
+def read_curve(run: RunDir, metric: str = "eval") -> tuple[Any, Any, str]:
+    """``(timesteps, returns, metric)`` of a run: evaluation means, or training episode returns.
+
+    :param run: the run folder
+    :param metric: ``"eval"`` (falls back to ``"train"`` when the run has no evaluation) or ``"train"``
+    :return: the timesteps and returns as numpy arrays (sorted by timesteps), and the metric used
+    :raises DiffRLError: when the run has neither
+    """
+    import csv
+
+    import numpy as np
+
+    from diffrl_core.errors import DiffRLError
+
+    if metric == "eval" and run.evaluations_file.exists():
+        with np.load(run.evaluations_file) as data:
+            if len(data["timesteps"]):
+                return data["timesteps"].astype(float), np.nanmean(data["results"], axis=1), "eval"
+    xs, ys = [], []
+    progress = run.logs / "progress.csv"
+    if progress.exists():
+        with progress.open(newline="") as file:
+            for row in csv.DictReader(file):
+                x, y = row.get("time/total_timesteps"), row.get("rollout/ep_rew_mean")
+                if x and y:
+                    xs.append(float(x))
+                    ys.append(float(y))
+    if not xs:
+        raise DiffRLError(f"run {str(run.path)!r} has no evaluations and no logged episode returns yet")
+    order = np.argsort(xs, kind="stable")
+    return np.asarray(xs)[order], np.asarray(ys)[order], "train"

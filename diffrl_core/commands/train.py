@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import click
 
@@ -44,54 +44,42 @@ def train(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None,
     replay buffer) and exits with 130 or 143; a second signal stops at once. Continue with
     `diffrl train --resume RUN_DIR`.
     """
-    from diffrl_core.errors import ConfigError
-
-    if resume is not None:
-        if config is not None or run_dir is not None:
-            raise click.UsageError("--resume RUN_DIR takes neither a CONFIG nor --run-dir: the run folder holds its config")
-    elif config is None:
+    if resume is not None and (config is not None or run_dir is not None):
+        raise click.UsageError("--resume RUN_DIR takes neither a CONFIG nor --run-dir: the run folder holds its config")
+    if resume is None and config is None:
         raise click.UsageError("missing CONFIG (a YAML file), or --resume RUN_DIR")
-    elif not config.is_file():
-        # checked before anything heavy is imported, and before any folder is created
-        raise ConfigError(
-            f"config file {str(config)!r} does not exist" if not config.exists() else
-            f"{str(config)!r} is not a file" + (f" (to continue a run: diffrl train --resume {config})" if config.is_dir() else "")
-        )
+    from diffrl_core import runs
+    from diffrl_core.plugins import load_plugins
+
+    # config errors, unknown names and a taken run folder are reported before the (slow) torch
+    # import, and before any folder is created
     bar = sys.stdout.isatty()
     if resume is not None:
-        from diffrl_core import runs
-
-        runs.plan_resume(resume, overrides)  # errors before the (slow) torch import
+        plan = runs.plan_resume(resume, overrides)
+        host = load_plugins()
+        code = _training(threads).resume_run(plan, bar, host)
     else:
-        # config errors, unknown names and a taken run folder are reported before the (slow) torch import
-        from diffrl_core import runs
+        from diffrl_core.config import load_config
+        from diffrl_core.resolve import check_names
 
-        _, checked = runs.load_config(config, overrides)
-        _check_names(checked)
+        assert config is not None
+        checked = load_config(config, overrides)
+        host = load_plugins()
+        check_names(checked, host)
         if run_dir is not None:
             runs.check_new_run_dir(run_dir)
+        target = run_dir or runs.default_run_dir(config)
+        code = _training(threads).start_run(checked, target, config.stem, bar, host)
+    if code:
+        sys.exit(code)
+
+
+def _training(threads: int | None) -> ModuleType:
+    """:mod:`diffrl_core.training` (this imports torch), with torch's number of threads set."""
     from diffrl_core import training
 
     if threads:
         import torch as th
 
         th.set_num_threads(threads)
-    code = training.resume_run(resume, overrides, bar) if resume is not None else training.start_run(config, overrides, run_dir, bar)
-    if code:
-        sys.exit(code)
-
-
-def _check_names(config: Any) -> None:
-    """Unknown component names and env ids, found without importing torch (composition checks the rest)."""
-    import gymnasium as gym
-
-    from diffrl_core.errors import UnknownNameError
-    from diffrl_core.plugins import load_plugins
-
-    host = load_plugins()
-    host.registry("actor_heads").get(config.head, where="policy.head")
-    host.registry("postprocessors").get(config.policy.postprocess, where="policy.postprocess")
-    for i, spec in enumerate(config.losses):
-        host.registry("loss_terms").get(spec.name, where=f"policy.losses[{i}].name")
-    if ":" not in config.env and config.env not in gym.registry:
-        raise UnknownNameError("envs", config.env, gym.registry.keys(), where="env")
+    return training

@@ -1,17 +1,20 @@
 """SAC and TD3 whose actor update is the weighted sum of named loss terms.
 
-The loss is one inline line in stable-baselines3's ``train()``, so these subclasses own
-``train()``: it is SB3's, step for step (same sampling order, same updates, same logging),
-except that the actor loss comes from the configured terms. With ``squashed_gaussian`` +
-``sac_entropy`` (SAC) or ``deterministic`` + ``q_value`` (TD3) it computes exactly what SB3
-computes; the tests check that the trained parameters are equal.
+The actor loss is one inline line in stable-baselines3's ``train()``, so these subclasses own
+``train()``: it is SB3's, line for line and comment for comment, except inside the blocks
+marked ``# >>> diffrl`` ... ``# <<< diffrl``, which quote the SB3 lines they replace as
+``# SB3:`` comments. :func:`diffrl_core.sb3.sync.check_in_sync` rebuilds SB3's method from
+that and compares it with the installed one, so a new stable-baselines3 release that changes
+``train()`` fails a test instead of silently diverging. With ``squashed_gaussian`` +
+``sac_entropy`` (SAC) or ``deterministic`` + ``q_value`` (TD3) the copies compute exactly
+what SB3 computes; the tests check that the trained parameters are equal.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
@@ -20,43 +23,48 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from diffrl_core.components import ActorLossContext, LossTerm
-from diffrl_core.plugins import load_plugins
+from diffrl_core.errors import DiffRLError
+
+if TYPE_CHECKING:
+    from diffrl_core.resolve import Composition
 
 
-class _ComposedLossMixin:
-    """Holds the loss terms: config specs in (saved), term objects out (not saved).
+class _ComposedAlgorithmMixin:
+    """Holds the composition: resolved components in (never saved), their names out (saved as JSON).
 
-    :param losses: ``[{"name": ..., "weight": ..., "kwargs": {...}}, ...]``, in the order
-        the terms are summed
+    :param composition: the resolved components (:func:`diffrl_core.resolve.resolve_composition`).
+        None only while stable-baselines3's ``load()`` rebuilds a model: :func:`diffrl_core.load_model`
+        hands it over before the networks are built.
     """
 
-    #: the loss used when none is configured (the algorithm's own actor loss)
-    default_loss: str
-    losses: list[dict[str, Any]]
+    composition: Composition | None
+    #: the names, kwargs and provenance of the components, saved with the model as plain JSON
+    diffrl_components: dict[str, Any]
     _loss_terms: list[tuple[str, float, LossTerm]]
 
-    def __init__(self, *args: Any, losses: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        self.losses = list(losses or [{"name": self.default_loss, "weight": 1.0}])
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+    def __init__(self, *args: Any, composition: Composition | None = None, **kwargs: Any) -> None:
+        self.composition = composition
+        super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
-        super()._setup_model()  # type: ignore[misc]
-        # names are resolved once, here (also after load(), which calls _setup_model)
-        self._build_loss_terms()
-
-    def _build_loss_terms(self) -> None:
-        registry = load_plugins().registry("loss_terms")
-        self._loss_terms = [
-            (
-                spec["name"],
-                float(spec.get("weight", 1.0)),
-                registry.resolve(spec["name"], where=f"policy.losses[{i}].name")(**spec.get("kwargs", {})),
+        if self.composition is None:
+            raise DiffRLError(
+                f"a composed {type(self).__name__} needs its resolved components: create it with "
+                "diffrl_core.make_model and load it with diffrl_core.load_model"
             )
-            for i, spec in enumerate(self.losses)
-        ]
+        self.diffrl_components = self.composition.to_saved()
+        # SB3 builds the policy from self.policy_kwargs and saves that same dict: the policy
+        # gets the resolved composition, the saved kwargs stay plain data.
+        policy_kwargs = self.policy_kwargs  # type: ignore[has-type]
+        self.policy_kwargs = {**policy_kwargs, "composition": self.composition}
+        try:
+            super()._setup_model()  # type: ignore[misc]
+        finally:
+            self.policy_kwargs = policy_kwargs
+        self._loss_terms = self.composition.build_loss_terms()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_loss_terms"]  # type: ignore[misc]
+        return [*super()._excluded_save_params(), "composition", "_loss_terms"]  # type: ignore[misc]
 
     def _actor_loss(self, ctx: ActorLossContext, logs: dict[str, list[float]]) -> th.Tensor:
         """Weighted sum of the terms in config order; each term logged under its own name."""
@@ -79,87 +87,125 @@ class _ComposedLossMixin:
             self.logger.record(key, np.mean(values))  # type: ignore[attr-defined]
 
 
-class ComposedSAC(_ComposedLossMixin, SAC):
+class ComposedSAC(_ComposedAlgorithmMixin, SAC):
     """stable-baselines3's SAC with a composed actor and actor loss.
 
-    :param losses: the loss term specs (see :class:`_ComposedLossMixin`)
+    :param composition: the resolved components (see :class:`_ComposedAlgorithmMixin`)
     :param args: SAC's arguments
     :param kwargs: SAC's keyword arguments
     """
 
-    default_loss = "sac_entropy"
-
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        # stable-baselines3's SAC.train, with the actor loss from the terms
+        # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
+        # Update optimizers learning rate
         optimizers = [self.actor.optimizer, self.critic.optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
+
+        # Update learning rate according to lr schedule
         self._update_learning_rate(optimizers)
 
         ent_coef_losses, ent_coefs = [], []
         actor_losses, critic_losses = [], []
+        # >>> diffrl: the values each loss term logs
         logs: dict[str, list[float]] = defaultdict(list)
+        # <<< diffrl
 
         for gradient_step in range(gradient_steps):
+            # Sample replay buffer
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            # For n-step replay, discount factor is gamma**n_steps (when no early termination)
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
 
-            # The actor's sample for the current states: used by alpha and by the actor loss
+            # We need to sample because `log_std` may have changed between two gradient steps
+            if self.use_sde:
+                self.actor.reset_noise()
+
+            # Action by the current actor for the sampled state
+            # >>> diffrl: the head's sample (raw actions, log-prob, parameters) is kept for the loss terms
+            # SB3: actions_pi, log_prob = self.actor.action_log_prob(replay_data.observations)
+            # SB3: log_prob = log_prob.reshape(-1, 1)
             sample, actions_pi = self.actor.sample(replay_data.observations)
             log_prob = sample.log_prob.reshape(-1, 1)  # type: ignore[union-attr]
+            # <<< diffrl
 
             ent_coef_loss = None
             if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                # Important: detach the variable from the graph
+                # so we don't change it with other losses
+                # see https://github.com/rail-berkeley/softlearning/issues/60
                 ent_coef = th.exp(self.log_ent_coef.detach())
                 assert isinstance(self.target_entropy, float)
                 ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
                 ent_coef_losses.append(ent_coef_loss.item())
             else:
                 ent_coef = self.ent_coef_tensor
+
             ent_coefs.append(ent_coef.item())
 
+            # Optimize entropy coefficient, also called
+            # entropy temperature or alpha in the paper
             if ent_coef_loss is not None and self.ent_coef_optimizer is not None:
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
                 self.ent_coef_optimizer.step()
 
             with th.no_grad():
+                # Select action according to policy
                 next_actions, next_log_prob = self.actor.action_log_prob(replay_data.next_observations)
+                # Compute the next Q values: min over all critics targets
                 next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
                 next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+                # add entropy term
                 next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+                # td error + entropy term
                 target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
+            # Get current Q-values estimates for each critic network
+            # using action from the replay buffer
             current_q_values = self.critic(replay_data.observations, replay_data.actions)
-            critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
-            assert isinstance(critic_loss, th.Tensor)
-            critic_losses.append(critic_loss.item())
 
+            # Compute critic loss
+            critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            assert isinstance(critic_loss, th.Tensor)  # for type checker
+            critic_losses.append(critic_loss.item())  # type: ignore[union-attr]
+
+            # Optimize the critic
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
 
-            # The actor loss sees the updated critic, as in SB3
+            # Compute actor loss
+            # Alternative: actor_loss = th.mean(log_prob - qf1_pi)
+            # Min over all critic networks
+            # >>> diffrl: the weighted sum of the configured loss terms (sac_entropy is SB3's line)
+            # SB3: q_values_pi = th.cat(self.critic(replay_data.observations, actions_pi), dim=1)
+            # SB3: min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+            # SB3: actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
             observations = replay_data.observations
             ctx = ActorLossContext(
                 batch=replay_data,
                 sample=sample,
                 actions=actions_pi,
-                q=lambda actions: th.min(th.cat(self.critic(observations, actions), dim=1), dim=1, keepdim=True)[0],
+                q_fn=lambda actions: th.min(th.cat(self.critic(observations, actions), dim=1), dim=1, keepdim=True)[0],
                 postprocess=self.actor.postprocessor,
                 alpha=ent_coef,
                 algo="sac",
             )
             actor_loss = self._actor_loss(ctx, logs)
+            # <<< diffrl
             actor_losses.append(actor_loss.item())
 
+            # Optimize the actor
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
 
+            # Update target networks
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                # Copy running stats, see GH issue #996
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
         self._n_updates += gradient_steps
@@ -170,72 +216,95 @@ class ComposedSAC(_ComposedLossMixin, SAC):
         self.logger.record("train/critic_loss", np.mean(critic_losses))
         if len(ent_coef_losses) > 0:
             self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+        # >>> diffrl: one column per loss term
         self._record(logs)
+        # <<< diffrl
 
 
-class ComposedTD3(_ComposedLossMixin, TD3):
+class ComposedTD3(_ComposedAlgorithmMixin, TD3):
     """stable-baselines3's TD3 with a composed actor and actor loss.
 
     The target policy is the head's deterministic action (plus TD3's clipped target noise);
     a stochastic head is sampled (rsample) for the actor loss.
 
-    :param losses: the loss term specs (see :class:`_ComposedLossMixin`)
+    :param composition: the resolved components (see :class:`_ComposedAlgorithmMixin`)
     :param args: TD3's arguments
     :param kwargs: TD3's keyword arguments
     """
 
-    default_loss = "q_value"
-
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        # stable-baselines3's TD3.train, with the actor loss from the terms
+        # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
+
+        # Update learning rate according to lr schedule
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
 
         actor_losses, critic_losses = [], []
+        # >>> diffrl: the values each loss term logs
         logs: dict[str, list[float]] = defaultdict(list)
+        # <<< diffrl
         for _ in range(gradient_steps):
             self._n_updates += 1
+            # Sample replay buffer
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            # For n-step replay, discount factor is gamma**n_steps (when no early termination)
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
 
             with th.no_grad():
+                # Select action according to policy and add clipped noise
                 noise = replay_data.actions.clone().data.normal_(0, self.target_policy_noise)
                 noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+                # >>> diffrl: the target policy is the head's deterministic action
+                # SB3: next_actions = (self.actor_target(replay_data.next_observations) + noise).clamp(-1, 1)
                 next_actions = (self.actor_target(replay_data.next_observations, deterministic=True) + noise).clamp(-1, 1)
+                # <<< diffrl
+
+                # Compute the next Q-values: min over all critics targets
                 next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
                 next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
                 target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
+            # Get current Q-values estimates for each critic network
             current_q_values = self.critic(replay_data.observations, replay_data.actions)
+
+            # Compute critic loss
             critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
             assert isinstance(critic_loss, th.Tensor)
             critic_losses.append(critic_loss.item())
 
+            # Optimize the critics
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
 
+            # Delayed policy updates
             if self._n_updates % self.policy_delay == 0:
+                # Compute actor loss
+                # >>> diffrl: the weighted sum of the configured loss terms (q_value is SB3's line)
+                # SB3: actor_loss = -self.critic.q1_forward(replay_data.observations, self.actor(replay_data.observations)).mean()
                 observations = replay_data.observations
                 sample, actions_pi = self.actor.sample(observations)
                 ctx = ActorLossContext(
                     batch=replay_data,
                     sample=sample,
                     actions=actions_pi,
-                    q=lambda actions: self.critic.q1_forward(observations, actions),
+                    q_fn=lambda actions: self.critic.q1_forward(observations, actions),
                     postprocess=self.actor.postprocessor,
                     alpha=None,
                     algo="td3",
                 )
                 actor_loss = self._actor_loss(ctx, logs)
+                # <<< diffrl
                 actor_losses.append(actor_loss.item())
 
+                # Optimize the actor
                 self.actor.optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor.optimizer.step()
 
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
                 polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+                # Copy running stats, see GH issue #996
                 polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
                 polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
 
@@ -243,7 +312,12 @@ class ComposedTD3(_ComposedLossMixin, TD3):
         if len(actor_losses) > 0:
             self.logger.record("train/actor_loss", np.mean(actor_losses))
         self.logger.record("train/critic_loss", np.mean(critic_losses))
+        # >>> diffrl: one column per loss term
         self._record(logs)
+        # <<< diffrl
 
 
 ALGORITHMS: dict[str, type[ComposedSAC] | type[ComposedTD3]] = {"sac": ComposedSAC, "td3": ComposedTD3}
+
+#: The stable-baselines3 methods the copies above mirror (checked by :mod:`diffrl_core.sb3.sync`).
+MIRRORED: dict[str, tuple[Any, Any]] = {"SAC.train": (ComposedSAC.train, SAC.train), "TD3.train": (ComposedTD3.train, TD3.train)}

@@ -1,14 +1,14 @@
 """Policies for SAC and TD3 whose actor is ``features -> MLP -> head -> post-processor``.
 
 stable-baselines3 hard-codes its ``Actor`` class in ``make_actor``; these subclasses
-override only ``make_actor``, ``_predict`` and ``_get_constructor_parameters`` (so
-``load()`` rebuilds the actor from component names), and keep SB3's critics, targets and
-optimizers as they are.
+override only ``make_actor`` (the actor is built from the resolved components the algorithm
+passes in), ``_predict`` and ``_get_constructor_parameters``, and keep SB3's critics,
+targets and optimizers as they are.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch as th
 from gymnasium import spaces
@@ -21,7 +21,10 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from diffrl_core.components import ActorHead, HeadSample, PostProcessor
-from diffrl_core.plugins import load_plugins
+from diffrl_core.errors import DiffRLError
+
+if TYPE_CHECKING:
+    from diffrl_core.resolve import Composition
 
 #: Activation functions a config may name (config strings are looked up, never evaluated).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -42,8 +45,10 @@ class ComposedActor(BasePolicy):
     :param net_arch: sizes of the hidden layers between features and head
     :param features_extractor: network to extract features
     :param features_dim: number of features
-    :param head: the actor head (already built)
-    :param postprocessor: the post-processor (already built)
+    :param head_class: the actor head's class
+    :param head_kwargs: its config kwargs
+    :param postprocessor_class: the post-processor's class
+    :param postprocess_kwargs: its config kwargs
     :param activation_fn: activation function of the MLP
     :param normalize_images: whether to normalize images (dividing by 255.0)
     """
@@ -108,61 +113,48 @@ def _activation(activation_fn: str | type[nn.Module]) -> type[nn.Module]:
 
 
 class _ComposedPolicyMixin:
-    """What SAC's and TD3's composed policies share: names in, :class:`ComposedActor` out.
+    """What SAC's and TD3's composed policies share: a resolved composition in, :class:`ComposedActor` out.
 
-    :param head: actor head name
-    :param head_kwargs: kwargs of the head
-    :param postprocess: post-processor name
-    :param postprocess_kwargs: kwargs of the post-processor
+    The algorithm passes the composition when it builds the policy; the component names are
+    saved by the algorithm (``diffrl_components``), not with the policy's constructor arguments.
+
+    :param composition: the resolved components (:class:`diffrl_core.resolve.Composition`)
     :param activation_fn: a name from :data:`ACTIVATIONS` (or an ``nn.Module`` class)
     :param args: the SB3 policy's arguments
     :param kwargs: the SB3 policy's keyword arguments
     """
 
-    default_head: str
-
     def __init__(
         self,
         *args: Any,
-        head: str | None = None,
-        head_kwargs: dict[str, Any] | None = None,
-        postprocess: str = "unscale",
-        postprocess_kwargs: dict[str, Any] | None = None,
+        composition: Composition | None = None,
         activation_fn: str | type[nn.Module] = "relu",
         **kwargs: Any,
     ) -> None:
-        # Names are resolved once, here; nothing in the training loop touches the registry.
-        host = load_plugins()
-        self.head_name = head or self.default_head
-        self.head_kwargs = dict(head_kwargs or {})
-        self.postprocess_name = postprocess
-        self.postprocess_kwargs = dict(postprocess_kwargs or {})
+        if composition is None:
+            raise DiffRLError(
+                f"{type(self).__name__} is built by its algorithm from resolved components: create the model with "
+                "diffrl_core.make_model and load it with diffrl_core.load_model (a policy saved on its own "
+                "cannot be loaded)"
+            )
+        self.composition = composition
         self.activation_name = activation_fn
-        self._head_class = host.registry("actor_heads").resolve(self.head_name, where="policy.head")
-        self._postprocessor_class = host.registry("postprocessors").resolve(postprocess, where="policy.postprocess")
         super().__init__(*args, activation_fn=_activation(activation_fn), **kwargs)  # type: ignore[call-arg]
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> ComposedActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)  # type: ignore[attr-defined]
         actor = ComposedActor(
             **actor_kwargs,
-            head_class=self._head_class,
-            head_kwargs=self.head_kwargs,
-            postprocessor_class=self._postprocessor_class,
-            postprocess_kwargs=self.postprocess_kwargs,
+            head_class=self.composition.head.cls,
+            head_kwargs=dict(self.composition.head.kwargs),
+            postprocessor_class=self.composition.postprocessor.cls,
+            postprocess_kwargs=dict(self.composition.postprocessor.kwargs),
         )
         return actor.to(self.device)  # type: ignore[attr-defined]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        # Names and JSON-able kwargs only: load() rebuilds the classes through the registry.
-        data.update(
-            head=self.head_name,
-            head_kwargs=self.head_kwargs,
-            postprocess=self.postprocess_name,
-            postprocess_kwargs=self.postprocess_kwargs,
-            activation_fn=self.activation_name,
-        )
+        data.update(activation_fn=self.activation_name)  # a name: configs never hold classes
         return data
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
@@ -170,14 +162,14 @@ class _ComposedPolicyMixin:
 
 
 class ComposedSACPolicy(_ComposedPolicyMixin, SACPolicy):
-    """stable-baselines3's :class:`~stable_baselines3.sac.policies.SACPolicy` with a composed actor
-    (default head ``squashed_gaussian``); see :class:`_ComposedPolicyMixin` for the arguments."""
-
-    default_head = "squashed_gaussian"
+    """stable-baselines3's :class:`~stable_baselines3.sac.policies.SACPolicy` with a composed actor;
+    see :class:`_ComposedPolicyMixin` for the arguments."""
 
 
 class ComposedTD3Policy(_ComposedPolicyMixin, TD3Policy):
-    """stable-baselines3's :class:`~stable_baselines3.td3.policies.TD3Policy` with a composed actor
-    (default head ``deterministic``); see :class:`_ComposedPolicyMixin` for the arguments."""
+    """stable-baselines3's :class:`~stable_baselines3.td3.policies.TD3Policy` with a composed actor;
+    see :class:`_ComposedPolicyMixin` for the arguments."""
 
-    default_head = "deterministic"
+
+#: algo -> its composed policy class
+POLICIES: dict[str, type[ComposedSACPolicy] | type[ComposedTD3Policy]] = {"sac": ComposedSACPolicy, "td3": ComposedTD3Policy}

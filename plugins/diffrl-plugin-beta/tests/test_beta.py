@@ -19,9 +19,9 @@ def make_head(seed: int = 0, **kwargs) -> BetaHead:
 
 
 def test_the_plugin_passes_the_conformance_checks() -> None:
-    # SAC + sac_entropy + unscale on Pendulum-v1: trained, predict in bounds, saved, loaded in a fresh process
+    # SAC + sac_entropy + identity on Pendulum-v1: trained, predict in bounds, saved, loaded in a fresh process
     (report,) = check_plugin("beta")
-    assert "head=beta" in report.label and "sac_entropy" in report.label and "unscale" in report.label
+    assert "head=beta" in report.label and "sac_entropy" in report.label and "identity" in report.label
 
 
 def test_log_prob_is_that_of_the_affinely_mapped_beta() -> None:

@@ -52,7 +52,7 @@ class _SACEntropyClosedForm(th.autograd.Function):
         with th.enable_grad():
             raw_leaf = raw.detach().requires_grad_(True)
             # through the post-processor, so tanh / clip are differentiated as sac_entropy does
-            q = loss_ctx.q(loss_ctx.postprocess(raw_leaf))
+            q = loss_ctx.q_fn(loss_ctx.postprocess(raw_leaf))
             (q_grad,) = th.autograd.grad(q.sum(), raw_leaf)
         q = q.detach()
         batch = mean.shape[0]

@@ -1,0 +1,271 @@
+"""The one place where component names become classes.
+
+Two steps, so that the CLI reports a misspelled name before it imports torch:
+:func:`check_names` looks every name of a config up in the registries (torch-free), and
+:func:`resolve_composition` imports the components and checks that they work together
+(unknown names, kwargs that do not fit a constructor, heads a post-processor cannot follow,
+loss terms that need what the head or the algorithm does not offer). The result, a
+:class:`Composition`, is what the stable-baselines3 classes are built from; they keep the
+names only to save them (:meth:`Composition.to_saved`), and :func:`resolve_saved` turns a
+saved model's names back into a composition.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from diffrl_core.config import Config
+from diffrl_core.errors import ConfigError, IncompatibleComponentsError, MissingComponentError, UnknownNameError
+from diffrl_core.kinds import ACTOR_HEADS, LOSS_TERMS, POSTPROCESSORS, Kind
+from diffrl_core.registry import Registration, import_target
+
+if TYPE_CHECKING:
+    from diffrl_core.components import ActorHead, LossTerm, PostProcessor
+    from diffrl_core.plugins import PluginHost
+
+#: Version of the ``diffrl_components`` entry a saved model holds (1: names in ``policy_kwargs``).
+SAVED_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class NamedComponent:
+    """One component of a composition, as the config names it.
+
+    :param name: the name (or a former name: an alias) it was asked for by
+    :param kwargs: its constructor's config kwargs
+    :param weight: a loss term's weight in the actor loss (1.0 for the other kinds)
+    :param name_key: where the name came from (a config key), for error messages
+    :param kwargs_key: where the kwargs came from
+    """
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+    name_key: str = "the config"
+    kwargs_key: str = "the config"
+
+
+@dataclass(frozen=True)
+class ResolvedComponent:
+    """A component resolved through its registry.
+
+    :param registration: the registry entry (its registered name and provenance)
+    :param cls: the component class
+    :param kwargs: its constructor's config kwargs
+    :param weight: a loss term's weight in the actor loss
+    :param requested: the name the config used (a former name, when it is an alias)
+    """
+
+    registration: Registration
+    cls: type
+    kwargs: Mapping[str, Any]
+    weight: float = 1.0
+    requested: str = ""
+
+    @property
+    def name(self) -> str:
+        """The registered name (an alias in the config resolves to it)."""
+        return self.registration.name
+
+    def describe(self) -> str:
+        """``'name' (plugin ...)`` for messages, with the config's former name when it used one."""
+        former = f", asked for by its former name {self.requested!r}" if self.requested and self.requested != self.name else ""
+        return f"{self.name!r} ({self.registration.provenance.describe()}{former})"
+
+    def provenance(self) -> dict[str, Any]:
+        p = self.registration.provenance
+        return {"plugin": p.plugin, "distribution": p.distribution, "version": p.version, "builtin": p.builtin}
+
+
+@dataclass(frozen=True)
+class Composition:
+    """What a policy is made of: the algorithm, the actor's head and post-processor, the loss terms.
+
+    :param algo: ``"sac"`` or ``"td3"``
+    :param head: the actor head
+    :param postprocessor: the post-processor
+    :param loss_terms: the actor loss terms, in the order they are summed
+    """
+
+    algo: str
+    head: ResolvedComponent
+    postprocessor: ResolvedComponent
+    loss_terms: tuple[ResolvedComponent, ...]
+
+    @property
+    def head_class(self) -> type[ActorHead]:
+        return self.head.cls
+
+    @property
+    def postprocessor_class(self) -> type[PostProcessor]:
+        return self.postprocessor.cls
+
+    def build_loss_terms(self) -> list[tuple[str, float, LossTerm]]:
+        """``(name, weight, term)`` of each loss term, built with its kwargs."""
+        return [(term.name, term.weight, term.cls(**term.kwargs)) for term in self.loss_terms]
+
+    def provenance(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """kind -> name -> which plugin and distribution provided it."""
+        return {
+            ACTOR_HEADS.name: {self.head.name: self.head.provenance()},
+            POSTPROCESSORS.name: {self.postprocessor.name: self.postprocessor.provenance()},
+            LOSS_TERMS.name: {term.name: term.provenance() for term in self.loss_terms},
+        }
+
+    def to_saved(self) -> dict[str, Any]:
+        """The names, kwargs and provenance a saved model holds, as plain JSON."""
+        return {
+            "format": SAVED_FORMAT,
+            "algo": self.algo,
+            "head": {"name": self.head.name, "kwargs": dict(self.head.kwargs)},
+            "postprocess": {"name": self.postprocessor.name, "kwargs": dict(self.postprocessor.kwargs)},
+            "losses": [{"name": t.name, "weight": t.weight, "kwargs": dict(t.kwargs)} for t in self.loss_terms],
+            "provenance": self.provenance(),
+        }
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+def named_components(config: Config) -> tuple[NamedComponent, NamedComponent, list[NamedComponent]]:
+    """The head, post-processor and loss terms a config names (defaults filled in)."""
+    policy = config.policy
+    head = NamedComponent(config.head, policy.head_kwargs, name_key="policy.head", kwargs_key="policy.head_kwargs")
+    post = NamedComponent(policy.postprocess, policy.postprocess_kwargs,
+                          name_key="policy.postprocess", kwargs_key="policy.postprocess_kwargs")
+    losses = [NamedComponent(spec.name, spec.kwargs, spec.weight, f"policy.losses[{i}].name", f"policy.losses[{i}].kwargs")
+              for i, spec in enumerate(config.losses)]
+    return head, post, losses
+
+
+def check_names(config: Config, host: PluginHost) -> None:
+    """Every name of ``config`` is registered (torch-free: nothing is imported).
+
+    :raises UnknownNameError: naming the config key and the closest registered names
+    """
+    head, post, losses = named_components(config)
+    for kind, named in [(ACTOR_HEADS, head), (POSTPROCESSORS, post), *((LOSS_TERMS, loss) for loss in losses)]:
+        host.registry(kind.name).get(named.name, where=named.name_key)
+    check_env_id(config.env)
+
+
+def check_env_id(env_id: str) -> None:
+    """``env_id`` is registered with gymnasium (plugins' envs are, once plugins are loaded)."""
+    import gymnasium as gym
+
+    if ":" in env_id or env_id in gym.registry:  # "module:ns/Env-v0" imports its module first
+        return
+    raise UnknownNameError("envs", env_id, gym.registry.keys(), where="env")
+
+
+# -- classes -----------------------------------------------------------------------------------
+
+
+def resolve_composition(config: Config, host: PluginHost) -> Composition:
+    """Resolve the config's names and check that the components work together.
+
+    :raises UnknownNameError: for a name no plugin registered (with the closest names)
+    :raises ConfigError: for kwargs a component's constructor does not take
+    :raises IncompatibleComponentsError: naming both components and why
+    """
+    head, post, losses = named_components(config)
+    return _resolve(config.algo, head, post, losses, host)
+
+
+def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
+    """The composition of a saved model's ``diffrl_components`` entry (see :meth:`Composition.to_saved`).
+
+    :raises MissingComponentError: for a name no loaded plugin provides, naming the
+        distribution the model was saved with
+    """
+    provenance = saved.get("provenance", {})
+    wanted = [(ACTOR_HEADS, saved["head"]), (POSTPROCESSORS, saved["postprocess"])]
+    wanted += [(LOSS_TERMS, spec) for spec in saved["losses"]]
+    for kind, spec in wanted:
+        if spec["name"] not in host.registry(kind.name):
+            distribution = provenance.get(kind.name, {}).get(spec["name"], {}).get("distribution")
+            raise MissingComponentError(kind.name, spec["name"], host.registry(kind.name).names(), distribution)
+
+    def named(spec: Mapping[str, Any]) -> NamedComponent:
+        return NamedComponent(spec["name"], spec.get("kwargs", {}), float(spec.get("weight", 1.0)),
+                              "the saved model", "the saved model")
+
+    return _resolve(saved["algo"], named(saved["head"]), named(saved["postprocess"]),
+                    [named(spec) for spec in saved["losses"]], host)
+
+
+def _resolve(algo: str, head: NamedComponent, post: NamedComponent, losses: Sequence[NamedComponent],
+             host: PluginHost) -> Composition:
+    composition = Composition(
+        algo,
+        _resolve_one(ACTOR_HEADS, head, host, fixed_args=2),  # (latent_dim, action_dim)
+        _resolve_one(POSTPROCESSORS, post, host, fixed_args=1),  # (action_space)
+        tuple(_resolve_one(LOSS_TERMS, loss, host, fixed_args=0) for loss in losses),
+    )
+    _check_compatible(composition, losses)
+    return composition
+
+
+def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost, fixed_args: int) -> ResolvedComponent:
+    registry = host.registry(kind.name)
+    registration = registry.get(named.name, where=named.name_key)
+    cls = registry.resolve(named.name, where=named.name_key)
+    assert kind.base_class is not None
+    base = import_target(kind.base_class, "diffrl_core")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise IncompatibleComponentsError(
+            f"{kind.label} {registration.name!r} of {registration.provenance.describe()} is {cls!r}, "
+            f"not a subclass of diffrl_core.components.{base.__name__}"
+        )
+    _check_kwargs(cls, kind, registration, named.kwargs, named.kwargs_key, fixed_args)
+    return ResolvedComponent(registration, cls, dict(named.kwargs), named.weight, named.name)
+
+
+def _check_kwargs(cls: type, kind: Kind, registration: Registration, kwargs: Mapping[str, Any], key: str,
+                  fixed_args: int) -> None:
+    """Config kwargs must fit the component's constructor (after its ``fixed_args`` positional arguments)."""
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(*range(fixed_args), **kwargs)
+    except TypeError as exc:
+        keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        accepted = [name for name in list(signature.parameters)[fixed_args:]
+                    if signature.parameters[name].kind in keyword_kinds]
+        raise ConfigError(
+            f"{key}: {kind.label} {registration.name!r} ({registration.provenance.describe()}) does not take "
+            f"these kwargs ({exc}); it accepts: {', '.join(accepted) or 'none'}"
+        ) from None
+
+
+def _check_compatible(composition: Composition, losses: Sequence[NamedComponent]) -> None:
+    algo, head, post = composition.algo, composition.head, composition.postprocessor
+    head_text = f"head {head.describe()}"
+    if algo == "sac" and not head.cls.has_log_prob:
+        raise IncompatibleComponentsError(
+            f"algo 'sac' cannot train {head_text}: SAC's soft Q-target and entropy tuning need a head with a "
+            "log-prob. Use algo 'td3' for it, or a stochastic head such as 'squashed_gaussian'."
+        )
+    reason = post.cls.check_head(head.cls)
+    if reason:
+        raise IncompatibleComponentsError(
+            f"post-processor {post.describe()} cannot follow {head_text}: "
+            f"it {reason}. Unbounded heads need a post-processor such as 'tanh' or 'clip'."
+        )
+    for named, term in zip(losses, composition.loss_terms, strict=True):
+        reason = term.cls.check_compatible(head.cls, algo)
+        if reason:
+            raise IncompatibleComponentsError(
+                f"loss term {term.describe()} in {named.name_key} cannot train "
+                f"{head_text} under algo {algo!r}: it {reason}."
+            )
+
+
+def check_action_space(composition: Composition, action_space: Any, env_id: str) -> None:
+    """The head can act in the env's action space."""
+    reason = composition.head_class.check_action_space(action_space)
+    if reason:
+        raise IncompatibleComponentsError(f"head {composition.head.name!r} cannot act in env {env_id!r}: it {reason}")
+
