@@ -57,7 +57,7 @@ def main() -> None:
 
     results: dict[str, list[float]] = {}
     missing: dict[str, str] = {}
-    for engine, ours, builtin, builtin_kwargs in PAIRS:
+    for _engine, ours, builtin, builtin_kwargs in PAIRS:
         try:  # gymnasium's MuJoCo envs need the gymnasium[mujoco] extra (imageio), Box2D ones box2d
             gymnasium.make(builtin, **builtin_kwargs).close()
         except (ImportError, gymnasium.error.DependencyNotInstalled) as exc:

@@ -101,7 +101,8 @@ def run_benchmark(configs: Mapping[str, Mapping[str, Any]], base: Mapping[str, A
     for label in configs:
         finals = [r["final"] for r in results if r["label"] == label]
         std = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        print(f"| {label} | " + " | ".join(f"{f:.1f}" for f in finals) + f" | {statistics.mean(finals):.1f} | {std:.1f} |")
+        cells = " | ".join(f"{f:.1f}" for f in finals)
+        print(f"| {label} | {cells} | {statistics.mean(finals):.1f} | {std:.1f} |")
 
     steps = [step for step, _ in results[0]["curve"]]
     print("\nmean return across seeds during training\n")
@@ -109,7 +110,8 @@ def run_benchmark(configs: Mapping[str, Mapping[str, Any]], base: Mapping[str, A
     print("| --- | " + " | ".join("---" for _ in steps) + " |")
     for label in configs:
         curves = [r["curve"] for r in results if r["label"] == label]
-        print(f"| {label} | " + " | ".join(f"{statistics.mean(c[i][1] for c in curves):.0f}" for i in range(len(steps))) + " |")
+        cells = " | ".join(f"{statistics.mean(c[i][1] for c in curves):.0f}" for i in range(len(steps)))
+        print(f"| {label} | {cells} |")
 
 
 if __name__ == "__main__":

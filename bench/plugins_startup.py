@@ -16,7 +16,8 @@ import time
 
 PROBE = (
     "import atexit, sys\n"
-    "atexit.register(lambda: print('HEAVY', [m for m in ('torch', 'stable_baselines3') if m in sys.modules], file=sys.stderr))\n"
+    "atexit.register(lambda: print('HEAVY', [m for m in ('torch', 'stable_baselines3') if m in sys.modules], "
+    "file=sys.stderr))\n"
     "from diffrl_core.cli import main\nsys.argv = ['diffrl', 'plugins', '--json']\nmain()\n"
 )
 

@@ -57,14 +57,20 @@ def main() -> None:
             wall, cpu = timed_learn(model, args.steps)
             times[name].append(wall)
             cpu_times[name].append(cpu)
-            print(f"rep {rep} {name:<24} {wall:7.2f} s wall, {cpu:7.2f} s CPU ({args.steps / wall:.1f} steps/s)", flush=True)
+            print(
+                f"rep {rep} {name:<24} {wall:7.2f} s wall, {cpu:7.2f} s CPU ({args.steps / wall:.1f} steps/s)",
+                flush=True,
+            )
 
     sb3 = statistics.median(times["stable_baselines3.SAC"])
     composed = statistics.median(times["diffrl composition"])
     print(f"\nmedian wall time: SB3 {sb3:.2f} s, diffrl {composed:.2f} s, ratio diffrl/SB3 = {composed / sb3:.3f}")
     sb3_cpu = statistics.median(cpu_times["stable_baselines3.SAC"])
     composed_cpu = statistics.median(cpu_times["diffrl composition"])
-    print(f"median CPU time:  SB3 {sb3_cpu:.2f} s, diffrl {composed_cpu:.2f} s, ratio diffrl/SB3 = {composed_cpu / sb3_cpu:.3f}")
+    print(
+        f"median CPU time:  SB3 {sb3_cpu:.2f} s, diffrl {composed_cpu:.2f} s, "
+        f"ratio diffrl/SB3 = {composed_cpu / sb3_cpu:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -166,7 +166,12 @@ class Evaluations:
         width = max(len(r) for r in self.results)
         pad = lambda rows, fill: np.array([list(r) + [fill] * (width - len(r)) for r in rows])  # noqa: E731
         with runs.atomic_path(self.path) as tmp, tmp.open("wb") as file:
-            np.savez(file, timesteps=np.array(self.timesteps), results=pad(self.results, np.nan), ep_lengths=pad(self.ep_lengths, 0))
+            np.savez(
+                file,
+                timesteps=np.array(self.timesteps),
+                results=pad(self.results, np.nan),
+                ep_lengths=pad(self.ep_lengths, 0),
+            )
 
 
 # -- callbacks ---------------------------------------------------------------------------------
@@ -284,7 +289,8 @@ class Evaluator(_Periodic):
         model.logger.record("time/total_timesteps", model.num_timesteps, exclude="tensorboard")
         model.logger.dump(model.num_timesteps)
         self.output.print(
-            f"eval at step {model.num_timesteps}: return {format_return(mean)} +/- {format_return(std)} ({len(returns)} episodes)"
+            f"eval at step {model.num_timesteps}: return {format_return(mean)} +/- {format_return(std)}"
+            f" ({len(returns)} episodes)"
         )
         return mean, std
 

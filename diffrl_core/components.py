@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, ClassVar
 
 import torch as th
 from gymnasium import spaces
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 #: What a loss term returns: the scalar loss, or the loss and extra values to log.
-LossOutput = Union[th.Tensor, tuple[th.Tensor, Mapping[str, float]]]
+LossOutput = th.Tensor | tuple[th.Tensor, Mapping[str, float]]
 
 
 @dataclass

@@ -22,6 +22,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, Config, parse_config
@@ -117,7 +118,7 @@ def make_model(
 def _algo_kwargs(config: Config, algo_class: type, env: gym.Env | VecEnv) -> dict[str, Any]:
     # the keywords of stable-baselines3's own class (SAC / TD3), which the composed one extends
     sb3_class = next(base for base in algo_class.__mro__ if base.__module__.startswith("stable_baselines3"))
-    accepted = set(inspect.signature(sb3_class.__init__).parameters) - {"self"}
+    accepted = set(inspect.signature(sb3_class).parameters)
     kwargs: dict[str, Any] = {}
     for key, value in config.algo_kwargs.items():
         if key in _RESERVED_ALGO_KWARGS:
@@ -125,13 +126,14 @@ def _algo_kwargs(config: Config, algo_class: type, env: gym.Env | VecEnv) -> dic
         if key not in accepted:
             valid = ", ".join(sorted(accepted - set(_RESERVED_ALGO_KWARGS) - {"_init_setup_model"}))
             raise ConfigError(
-                f"algo_kwargs.{key}: not a keyword argument of stable-baselines3's {config.algo.upper()}; valid: {valid}"
+                f"algo_kwargs.{key}: not a keyword argument of stable-baselines3's {config.algo.upper()}; "
+                f"valid: {valid}"
             )
         if key == "use_sde" and value:
             raise ConfigError("algo_kwargs.use_sde: gSDE is not supported by composed actors (the head samples)")
         kwargs[key] = tuple(value) if isinstance(value, list) and key == "train_freq" else value
     if config.action_noise is not None:
-        n_actions = int(np.prod(env.action_space.shape))
+        n_actions = get_action_dim(env.action_space)
         noise_class = NormalActionNoise if config.action_noise.type == "normal" else OrnsteinUhlenbeckActionNoise
         kwargs["action_noise"] = noise_class(
             mean=np.zeros(n_actions), sigma=config.action_noise.sigma * np.ones(n_actions)
@@ -160,7 +162,9 @@ def read_saved_composition(path: str | PathLike[str]) -> tuple[Path, dict[str, A
         raise DiffRLError(f"{str(path)!r} is not a model saved by stable-baselines3 ({exc})") from None
     saved = data.get("diffrl_components")
     if not isinstance(saved, dict):
-        raise DiffRLError(f"{str(path)!r} was not saved by diffrl (it names no components); load it with stable-baselines3")
+        raise DiffRLError(
+            f"{str(path)!r} was not saved by diffrl (it names no components); load it with stable-baselines3"
+        )
     if "format" not in saved:
         saved = _from_first_format(saved, data)
     return path, saved
@@ -173,7 +177,10 @@ def _from_first_format(saved: dict[str, Any], data: Mapping[str, Any]) -> dict[s
     return {
         "format": 1,
         "algo": algo,
-        "head": {"name": policy_kwargs.get("head") or DEFAULT_HEADS[algo], "kwargs": policy_kwargs.get("head_kwargs", {})},
+        "head": {
+            "name": policy_kwargs.get("head") or DEFAULT_HEADS[algo],
+            "kwargs": policy_kwargs.get("head_kwargs", {}),
+        },
         "postprocess": {"name": policy_kwargs["postprocess"], "kwargs": policy_kwargs.get("postprocess_kwargs", {})},
         "losses": data.get("losses") or [{"name": DEFAULT_LOSSES[algo], "weight": 1.0}],
         "provenance": {kind.name: saved.get(kind.name, {}) for kind in COMPONENT_KINDS},
@@ -197,7 +204,9 @@ def load_model(
     if saved["format"] == 1:
         with zipfile.ZipFile(path) as archive:
             policy_kwargs = json.loads(archive.read("data")).get("policy_kwargs", {})
-        custom_objects["policy_kwargs"] = {k: v for k, v in policy_kwargs.items() if k not in _FIRST_FORMAT_POLICY_KWARGS}
+        custom_objects["policy_kwargs"] = {
+            key: value for key, value in policy_kwargs.items() if key not in _FIRST_FORMAT_POLICY_KWARGS
+        }
     try:
         return ALGORITHMS[composition.algo].load(path, env=env, custom_objects=custom_objects,
                                                 composition=composition, **kwargs)

@@ -65,18 +65,27 @@ class PolicyConfig(_Strict):
         "relu", description="activation function of the hidden layers"
     )
     head: str | None = Field(
-        None, description="actor head, by name (`diffrl list actor_heads`); unset: the head of stable-baselines3's own actor"
+        None,
+        description="actor head, by name (`diffrl list actor_heads`); unset: the head of stable-baselines3's own actor",
     )
     head_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the head")
     losses: list[LossSpec] | None = Field(
         None, min_length=1,
-        description="actor loss terms, summed in this order (`diffrl list loss_terms`); unset: stable-baselines3's own actor loss",
+        description=(
+            "actor loss terms, summed in this order (`diffrl list loss_terms`); "
+            "unset: stable-baselines3's own actor loss"
+        ),
     )
     postprocess: str = Field(
         DEFAULT_POSTPROCESSOR,
-        description="action post-processor, by name (`diffrl list postprocessors`): the head's raw actions -> actions in [-1, 1]",
+        description=(
+            "action post-processor, by name (`diffrl list postprocessors`): "
+            "the head's raw actions -> actions in [-1, 1]"
+        ),
     )
-    postprocess_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the post-processor")
+    postprocess_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the post-processor"
+    )
     n_critics: int = Field(2, ge=1, description="number of Q-networks")
 
 
@@ -97,7 +106,9 @@ class CheckpointConfig(_Strict):
     )
     save_replay_buffer: bool = Field(
         True,
-        description="save the replay buffer with each checkpoint (only the latest is kept), so a resumed run continues with it",
+        description=(
+            "save the replay buffer with each checkpoint (only the latest is kept), so a resumed run continues with it"
+        ),
     )
     keep: int | None = Field(None, ge=1, description="keep only the newest N model checkpoints (`null`: all)")
 
@@ -111,7 +122,9 @@ class LoggingConfig(_Strict):
     tensorboard: bool = Field(True, description="write TensorBoard events to `logs/`")
     csv: bool = Field(True, description="write `logs/progress.csv`")
     print_freq: int | None = Field(
-        None, ge=1, description="without a terminal, print a progress line every this many steps (`null`: 5% of the run)"
+        None,
+        ge=1,
+        description="without a terminal, print a progress line every this many steps (`null`: 5% of the run)",
     )
 
 
@@ -119,7 +132,9 @@ class Config(_Strict):
     """A whole experiment (see ``docs/cli.md`` for every key)."""
 
     env: str = Field(
-        description="gymnasium env id (any registered id, plugin ids included; `module:ns/Env-v0` imports `module` first)"
+        description=(
+            "gymnasium env id (any registered id, plugin ids included; `module:ns/Env-v0` imports `module` first)"
+        ),
     )
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of `gymnasium.make`")
     n_envs: int = Field(1, ge=1, description="number of parallel training envs")
@@ -127,12 +142,15 @@ class Config(_Strict):
         "dummy", description="`dummy` (in process) or `subproc` (one process per env)"
     )
     algo: Literal["sac", "td3"] = Field("sac", description="the training loop: stable-baselines3's `SAC` or `TD3`")
-    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="the actor's components and the networks' sizes")
+    policy: PolicyConfig = Field(
+        default_factory=PolicyConfig, description="the actor's components and the networks' sizes"
+    )
     algo_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description=(
-            "keyword arguments of stable-baselines3's `SAC` / `TD3` (`learning_rate`, `buffer_size`, `learning_starts`, "
-            "`batch_size`, `tau`, `gamma`, `train_freq`, `gradient_steps`, `ent_coef`, `policy_delay`, `device`, ...); "
+            "keyword arguments of stable-baselines3's `SAC` / `TD3` (`learning_rate`, `buffer_size`, "
+            "`learning_starts`, `batch_size`, `tau`, `gamma`, `train_freq`, `gradient_steps`, `ent_coef`, "
+            "`policy_delay`, `device`, ...); "
             "keys set elsewhere in the config (`policy`, `seed`, `action_noise`, ...) are refused"
         ),
     )
@@ -193,7 +211,9 @@ def read_yaml(path: str | PathLike[str]) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).replace('<unicode string>', str(path))}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys (env, algo, policy, ...), got {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of config keys (env, algo, policy, ...), got {type(data).__name__}"
+        )
     return data
 
 
@@ -227,11 +247,17 @@ def key_path(loc: Sequence[int | str]) -> str:
 
 def _describe(error: Any) -> str:
     # pydantic adds the union member or literal it tried to the location; keep the key path
-    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and ("[" in part or part.startswith("function"))))
+    loc = tuple(
+        part for part in error["loc"]
+        if not (isinstance(part, str) and ("[" in part or part.startswith("function")))
+    )
     if error["type"] == "extra_forbidden":
         known = _known_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else (f"; valid: {', '.join(known)}" if known else "")
+        if close:
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?"
+        else:
+            hint = f"; valid: {', '.join(known)}" if known else ""
         return f"  {key_path(loc)}: unknown key{hint}"
     if error["type"] == "missing":
         return f"  {key_path(loc)}: required key is missing"
@@ -282,7 +308,10 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     for part in key.split("."):
         match = _SEGMENT.fullmatch(part)
         if not match:
-            raise ConfigError(f"--set {text!r}: {key!r} is not a key path like 'algo_kwargs.learning_rate' or 'policy.losses[1].weight'")
+            raise ConfigError(
+                f"--set {text!r}: {key!r} is not a key path like 'algo_kwargs.learning_rate'"
+                " or 'policy.losses[1].weight'"
+            )
         path.append(match.group(1))
         path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
     try:
@@ -320,7 +349,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                     if isinstance(following, int):
                         where = key_path(path[: depth + 1])
                         raise ConfigError(
-                            f"--set {text!r}: {where} is not set in the config; set the whole list, e.g. --set '{where}=[...]'"
+                            f"--set {text!r}: {where} is not set in the config;"
+                            f" set the whole list, e.g. --set '{where}=[...]'"
                         )
                     node[part] = {}
             if last:
@@ -341,10 +371,10 @@ def load_config(path: str | PathLike[str], overrides: Sequence[str] = ()) -> Con
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            f"config file {str(path)!r} does not exist" if not path.exists() else
-            f"{str(path)!r} is not a file" + (f" (to continue a run: diffrl train --resume {path})" if path.is_dir() else "")
-        )
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        hint = f" (to continue a run: diffrl train --resume {path})" if path.is_dir() else ""
+        raise ConfigError(f"{str(path)!r} is not a file{hint}")
     raw = apply_overrides(read_yaml(path), overrides)
     suffix = f" (with {' '.join('--set ' + o for o in overrides)})" if overrides else ""
     return parse_config(raw, source=f"config {path}{suffix}")

@@ -143,7 +143,8 @@ def _type(annotation: Any) -> str:
         options = [_type(arg) for arg in args if arg is not type(None)]
         return " or ".join(options) + (" or null" if type(None) in args else "")
     if origin is Literal:
-        return " or ".join(f"`{value}`" for value in args) if len(args) <= 2 else "one of " + ", ".join(f"`{v}`" for v in args)
+        values = [f"`{value}`" for value in args]
+        return " or ".join(values) if len(values) <= 2 else "one of " + ", ".join(values)
     if origin is list:
         item = _type(args[0])
         return f"list of {item}s" if item in (*_SCALARS.values(), "mapping") else f"list of {item}"

@@ -57,7 +57,10 @@ class UnknownNameError(DiffRLError):
         elif 0 < len(known) <= 12:
             message += f"; registered: {', '.join(known)}."
         if kind == "envs":
-            message += " Run `diffrl list envs` for the plugins' envs, `python -c 'import gymnasium; gymnasium.pprint_registry()'` for all."
+            message += (
+                " Run `diffrl list envs` for the plugins' envs, "
+                "`python -c 'import gymnasium; gymnasium.pprint_registry()'` for all."
+            )
         else:
             message += f" Run `diffrl list {kind}` to see all of them with their plugins."
         super().__init__(message)

@@ -17,10 +17,11 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from diffrl_core import runs
-from diffrl_core.compose import check_env_id, load_model, make_env, make_registered_env
+from diffrl_core.compose import load_model, make_env, make_registered_env
 from diffrl_core.config import Config, parse_config
 from diffrl_core.errors import DiffRLError
 from diffrl_core.plugins import PluginHost, load_plugins
+from diffrl_core.resolve import check_env_id
 
 
 def format_return(value: float) -> str:
@@ -57,7 +58,9 @@ def evaluate(model: BaseAlgorithm, env: VecEnv, n_episodes: int, deterministic: 
     :param n_episodes: how many episodes
     :param deterministic: act with the mean action, or sample
     """
-    returns, lengths = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False)
+    returns, lengths = evaluate_policy(
+        model, env, n_eval_episodes=n_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
+    )
     return [float(r) for r in returns], [int(n) for n in lengths]  # type: ignore[union-attr]
 
 
@@ -74,7 +77,8 @@ def locate_model(target: Path) -> tuple[Path, Config | None, str]:
         if run.model_file.exists() and run.read_status().get("status") == "finished":
             return run.model_file, config, f"{run.model_file}"
         model_path, _, steps = run.resume_point()
-        return model_path, config, f"{model_path} (checkpoint at step {steps}; the run is {run.read_status().get('status')})"
+        state = run.read_status().get("status")
+        return model_path, config, f"{model_path} (checkpoint at step {steps}; the run is {state})"
     if not target.exists():
         raise DiffRLError(f"{str(target)!r} does not exist (expected a run folder or a saved model .zip)")
     for parent in (target.parent, target.parent.parent):
@@ -109,15 +113,19 @@ def record_video(model: BaseAlgorithm, config: Config, path: Path, deterministic
     :param seed: the env's reset seed
     :param max_frames: stop the episode after this many frames
     :param fps: frames per second (default: the env's ``render_fps``, or 30)
-    :param host: the plugin host (default: the process-wide one)
+    :param host: the plugin host whose envs are registered (default: the process-wide one)
     :return: the number of frames
     """
-    check_env_id(config.env, host or load_plugins())
+    if host is None:
+        load_plugins()  # loading the plugins registers their env ids with gymnasium
+    check_env_id(config.env)
     env = make_registered_env(config.env, config.env_kwargs, render_mode="rgb_array")
     try:
         modes = env.metadata.get("render_modes", [])
         if "rgb_array" not in modes:
-            raise DiffRLError(f"env {config.env!r} does not render rgb_array frames (its render modes: {modes}); no video")
+            raise DiffRLError(
+                f"env {config.env!r} does not render rgb_array frames (its render modes: {modes}); no video"
+            )
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
         done = False
@@ -129,11 +137,11 @@ def record_video(model: BaseAlgorithm, config: Config, path: Path, deterministic
         fps = fps or int(env.metadata.get("render_fps") or 30)
     finally:
         env.close()
-    frames = [np.asarray(f, dtype=np.uint8) for f in frames if f is not None]
-    if not frames:
+    images = [np.asarray(frame, dtype=np.uint8) for frame in frames if frame is not None]
+    if not images:
         raise DiffRLError(f"env {config.env!r} rendered no frames")
-    write_video(frames, path, fps)
-    return len(frames)
+    write_video(images, path, fps)
+    return len(images)
 
 
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
@@ -151,12 +159,15 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
         # a fast palette per frame: PIL's default (median cut) takes seconds per hundred frames
         images = [Image.fromarray(frame).quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
         with runs.atomic_path(path) as tmp:
-            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)), loop=0)
+            duration = max(20, round(1000 / fps))
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
         return
     try:
         import imageio.v2 as imageio
     except ImportError:
-        raise DiffRLError(f"cannot write {path.suffix!r} videos without imageio (pip install imageio imageio-ffmpeg); use a .gif path") from None
+        raise DiffRLError(
+            f"cannot write {path.suffix!r} videos without imageio (pip install imageio imageio-ffmpeg); use a .gif path"
+        ) from None
     try:
         with runs.atomic_path(path) as tmp:
             imageio.mimwrite(tmp, frames, fps=fps)
@@ -164,8 +175,16 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
         raise DiffRLError(f"cannot write the video {str(path)!r}: {exc}; a .gif path always works") from None
 
 
-def evaluate_target(target: Path, episodes: int, deterministic: bool, env_id: str | None, seed: int | None,
-                    video: Path | None, report: Callable[[str], None], host: PluginHost | None = None) -> dict[str, Any]:
+def evaluate_target(
+    target: Path,
+    episodes: int,
+    deterministic: bool,
+    env_id: str | None,
+    seed: int | None,
+    video: Path | None,
+    report: Callable[[str], None],
+    host: PluginHost | None = None,
+) -> dict[str, Any]:
     """``diffrl eval``: returns of ``episodes`` episodes (and a video of one).
 
     :param target: a run folder or a saved model ``.zip`` (see :func:`locate_model`)

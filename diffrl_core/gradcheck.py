@@ -89,7 +89,8 @@ def format_results(results: Iterable[GradcheckResult]) -> str:
             rows.append((result.term, check.parameter, f"{check.max_abs_error:.3e}", f"{check.max_rel_error:.3e}",
                          "ok" if check.ok else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def has_closed_form(term: LossTerm | type[LossTerm]) -> bool:
@@ -129,7 +130,7 @@ def check_gradients(
     """
     import torch as th
 
-    from diffrl_core.components import ActorHead, LossTerm
+    from diffrl_core.components import ActorHead
 
     if host is None and any(isinstance(x, str) for x in (term, head, postprocess)):
         from diffrl_core.plugins import load_plugins
@@ -160,7 +161,7 @@ def check_gradients(
         inputs = _random_inputs(int(seed), head_cls, post_cls, batch_size, action_dim, obs_dim, dtype)
         closed = _loss_and_grads(lambda ctx: _scalar(term_obj(ctx), term_name), inputs, seed)
         reference = _loss_and_grads(lambda ctx: _scalar(term_obj.reference_loss(ctx), term_name), inputs, seed)
-        for name, got, want in zip((*PARAMETERS, VALUE), closed, reference):
+        for name, got, want in zip((*PARAMETERS, VALUE), closed, reference, strict=True):
             abs_err = (got - want).abs().max().item()
             scale = want.abs().max().item()
             rel_err = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else float("inf"))
@@ -169,7 +170,7 @@ def check_gradients(
             entry[0] = max(entry[0], abs_err) if finite else float("nan")
             entry[1] = max(entry[1], rel_err) if finite else float("nan")
             entry[2] = entry[2] and finite and (abs_err <= tolerance or rel_err <= tolerance)
-    checks = tuple(ParameterCheck(name, abs_err, rel_err, ok) for name, (abs_err, rel_err, ok) in worst.items())
+    checks = tuple(ParameterCheck(name, abs_err, rel_err, bool(ok)) for name, (abs_err, rel_err, ok) in worst.items())
     return GradcheckResult(term_name, head_name, tuple(int(s) for s in seeds), tolerance, checks)
 
 
@@ -211,6 +212,7 @@ class _Inputs:
 
 def _random_inputs(seed: int, head_cls: type, post_cls: type, batch_size: int, action_dim: int, obs_dim: int,
                    dtype: Any) -> _Inputs:
+    import numpy as np
     import torch as th
     from gymnasium import spaces
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -234,7 +236,7 @@ def _random_inputs(seed: int, head_cls: type, post_cls: type, batch_size: int, a
         mean = (0.5 * th.randn(batch_size, action_dim, dtype=dtype)).requires_grad_(True)
         log_std = (th.rand(batch_size, action_dim, dtype=dtype) * 2.0 - 1.5).requires_grad_(True)
         head = head_cls(obs_dim, action_dim).to(dtype)
-        box = spaces.Box(-1.0, 1.0, (action_dim,), dtype="float64")
+        box = spaces.Box(-1.0, 1.0, (action_dim,), dtype=np.float64)
         postprocessor = post_cls(box).to(dtype)
     # head.sample(latent) builds its sample from these leaves, not from its own layers
     head.params = lambda latent: (mean, log_std)
@@ -262,12 +264,13 @@ def _loss_and_grads(loss_fn: Any, inputs: _Inputs, seed: int) -> tuple[Any, Any,
     )
     loss = loss_fn(ctx)
     leaves = [inputs.mean, inputs.log_std]
+    grads: tuple[th.Tensor | None, ...]
     if loss.requires_grad:
         grads = th.autograd.grad(loss, leaves, allow_unused=True)
     else:
         grads = (None, None)
-    grads = tuple(th.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, leaves))
-    return grads[0], grads[1], loss.detach()
+    mean_grad, log_std_grad = (th.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, leaves, strict=True))
+    return mean_grad, log_std_grad, loss.detach()
 
 
 def _scalar(output: Any, term_name: str) -> Any:

@@ -33,7 +33,9 @@ class Kind:
 
 
 ENVS = Kind("envs", "env id", "register_envs", None, "env")
-ACTOR_HEADS = Kind("actor_heads", "actor head", "register_actor_heads", "diffrl_core.components:ActorHead", "policy.head")
+ACTOR_HEADS = Kind(
+    "actor_heads", "actor head", "register_actor_heads", "diffrl_core.components:ActorHead", "policy.head"
+)
 LOSS_TERMS = Kind("loss_terms", "loss term", "register_loss_terms", "diffrl_core.components:LossTerm", "policy.losses")
 POSTPROCESSORS = Kind(
     "postprocessors", "post-processor", "register_postprocessors", "diffrl_core.components:PostProcessor",

@@ -127,7 +127,8 @@ class PluginHost:
         available = {ep.name for ep in entry_points}
         for name in sorted(set(only or ()) - available):
             self._fail(name, f"requested in {LOAD_ENV_VAR} but no installed distribution declares a "
-                       f"{ENTRY_POINT_GROUP!r} entry point of that name (installed: {', '.join(sorted(available)) or 'none'})")
+                       f"{ENTRY_POINT_GROUP!r} entry point of that name "
+                       f"(installed: {', '.join(sorted(available)) or 'none'})")
 
         for ep in entry_points:
             if ep.name in disable or (only is not None and ep.name not in only):
@@ -240,7 +241,6 @@ class PluginHost:
 
     def _commit_env(self, registration: Registration) -> None:
         import gymnasium  # light: gymnasium does not import torch
-
         from gymnasium.envs.registration import parse_env_id
 
         env_id, entry_point = registration.name, registration.target
@@ -326,11 +326,8 @@ def load_plugins() -> PluginHost:
 
 
 @contextlib.contextmanager
-def use_host(host: PluginHost | None) -> Iterator[PluginHost | None]:
-    """Make ``host`` the process-wide host for the duration of a ``with`` block (tests, tools).
-
-    ``None`` makes the next :func:`default_host` call load the plugins afresh.
-    """
+def use_host(host: PluginHost) -> Iterator[PluginHost]:
+    """Make ``host`` the process-wide host for the duration of a ``with`` block (tests, tools)."""
     global _host
     previous, _host = _host, host
     try:

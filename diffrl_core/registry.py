@@ -113,7 +113,8 @@ class Registry:
             return self._resolved[registration.name]
         target = registration.target
         if isinstance(target, str):
-            target = import_target(target, f"{label(self.kind)} {registration.name!r} of {registration.provenance.describe()}")
+            what = f"{label(self.kind)} {registration.name!r} of {registration.provenance.describe()}"
+            target = import_target(target, what)
         self._resolved[registration.name] = target
         return target
 

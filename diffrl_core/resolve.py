@@ -60,7 +60,7 @@ class ResolvedComponent:
     """
 
     registration: Registration
-    cls: type
+    cls: type[Any]
     kwargs: Mapping[str, Any]
     weight: float = 1.0
     requested: str = ""
@@ -72,7 +72,9 @@ class ResolvedComponent:
 
     def describe(self) -> str:
         """``'name' (plugin ...)`` for messages, with the config's former name when it used one."""
-        former = f", asked for by its former name {self.requested!r}" if self.requested and self.requested != self.name else ""
+        former = ""
+        if self.requested and self.requested != self.name:
+            former = f", asked for by its former name {self.requested!r}"
         return f"{self.name!r} ({self.registration.provenance.describe()}{former})"
 
     def provenance(self) -> dict[str, Any]:
@@ -136,8 +138,10 @@ def named_components(config: Config) -> tuple[NamedComponent, NamedComponent, li
     head = NamedComponent(config.head, policy.head_kwargs, name_key="policy.head", kwargs_key="policy.head_kwargs")
     post = NamedComponent(policy.postprocess, policy.postprocess_kwargs,
                           name_key="policy.postprocess", kwargs_key="policy.postprocess_kwargs")
-    losses = [NamedComponent(spec.name, spec.kwargs, spec.weight, f"policy.losses[{i}].name", f"policy.losses[{i}].kwargs")
-              for i, spec in enumerate(config.losses)]
+    losses = [
+        NamedComponent(spec.name, spec.kwargs, spec.weight, f"policy.losses[{i}].name", f"policy.losses[{i}].kwargs")
+        for i, spec in enumerate(config.losses)
+    ]
     return head, post, losses
 
 

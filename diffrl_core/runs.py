@@ -94,11 +94,16 @@ def _version(distribution: str) -> str | None:
 def collect_versions(components: Mapping[str, Any], env_provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``versions`` section of a run's config.
 
-    :param components: ``model.diffrl_components`` (algo + provenance of each component)
+    :param components: kind -> name -> provenance of each component (``model.diffrl_components["provenance"]``)
     :param env_provenance: the provenance of the env id, when a plugin registered it
     """
     plugins: dict[str, dict[str, Any]] = {}
-    entries = [(kind, name, prov) for kind, named in components.items() if isinstance(named, Mapping) for name, prov in named.items()]
+    entries = [
+        (kind, name, prov)
+        for kind, named in components.items()
+        if isinstance(named, Mapping)
+        for name, prov in named.items()
+    ]
     if env_provenance:
         entries.append(("envs", "env", env_provenance))
     for kind, name, prov in entries:
@@ -143,7 +148,7 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def default_run_dir(config_path: str | os.PathLike[str], root: str | os.PathLike[str] = "runs") -> Path:
@@ -167,7 +172,10 @@ def check_new_run_dir(path: str | os.PathLike[str]) -> None:
 
 
 def _taken(path: Path) -> DiffRLError:
-    what = "a run folder" if (path / STATUS_FILE).exists() else ("a file" if path.is_file() else "a folder that is not empty")
+    if (path / STATUS_FILE).exists():
+        what = "a run folder"
+    else:
+        what = "a file" if path.is_file() else "a folder that is not empty"
     return DiffRLError(
         f"{str(path)!r} already exists ({what}); continue it with `diffrl train --resume {path}` "
         "or choose another --run-dir"
@@ -255,11 +263,14 @@ class RunDir:
         if checkpoint and (self.path / checkpoint).exists():
             buffer = status.get("replay_buffer")
             buffer_path = self.path / buffer if buffer and (self.path / buffer).exists() else None
-            return self.path / checkpoint, buffer_path, int(status.get("checkpoint_timesteps", status.get("num_timesteps", 0)))
+            steps = int(status.get("checkpoint_timesteps", status.get("num_timesteps", 0)))
+            return self.path / checkpoint, buffer_path, steps
         # a run killed before it could write its status: the newest complete checkpoint
         checkpoints = self.model_checkpoints()
         if not checkpoints:
-            raise DiffRLError(f"run {str(self.path)!r} has no checkpoint yet (it stopped before the first one, or is still before it)")
+            raise DiffRLError(
+                f"run {str(self.path)!r} has no checkpoint yet (it stopped before the first one, or is still before it)"
+            )
         steps, model = checkpoints[-1]
         buffer_path = self.replay_buffer_file(steps)
         return model, buffer_path if buffer_path.exists() else None, steps
@@ -272,7 +283,9 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
     """
     path = Path(path)
     if not path.is_dir():
-        raise DiffRLError(f"run folder {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a folder")
+        raise DiffRLError(
+            f"run folder {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a folder"
+        )
     run = RunDir(path)
     if not run.status_file.exists() or not run.config_file.exists():
         raise DiffRLError(f"{str(path)!r} is not a diffrl run folder (it has no {STATUS_FILE} and {CONFIG_FILE})")
@@ -296,7 +309,8 @@ def create_run_dir(target: str | os.PathLike[str], config: Mapping[str, Any], st
     os.chmod(staging, 0o777 & ~_UMASK)
     try:
         (staging / CONFIG_FILE).write_text(dump_yaml(config))
-        (staging / STATUS_FILE).write_text(json.dumps({**status, "started_at": now(), "updated_at": now()}, indent=2) + "\n")
+        first_status = {**status, "started_at": now(), "updated_at": now()}
+        (staging / STATUS_FILE).write_text(json.dumps(first_status, indent=2) + "\n")
         (staging / CHECKPOINTS_DIR).mkdir()
         (staging / LOGS_DIR).mkdir()
         try:
@@ -351,7 +365,8 @@ def plan_resume(run_dir: str | os.PathLike[str], overrides: Sequence[str] = ()) 
         data = apply_overrides(resolved_config(saved, saved.versions), overrides)
         config = parse_config(data, source=f"config for resumed run {run.path}")
         before, after = resolved_config(saved), resolved_config(config)
-        fixed = sorted(key for key in before.keys() | after.keys() if key not in RESUMABLE_KEYS and before.get(key) != after.get(key))
+        changed = before.keys() | after.keys()
+        fixed = sorted(key for key in changed if key not in RESUMABLE_KEYS and before.get(key) != after.get(key))
         if fixed:
             raise ConfigError(
                 f"--resume can only change {', '.join(RESUMABLE_KEYS)}; changing {', '.join(fixed)} would change the "

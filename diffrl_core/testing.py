@@ -39,7 +39,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from gymnasium import spaces
 
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR
 from diffrl_core.errors import DiffRLError, PluginLoadError
@@ -236,16 +238,19 @@ def conformance_config(
                               "diffrl-plugin-gaussian)")
         algo, head_name = pair
         base = loss_of[algo]
-        losses = [{"name": name, "kwargs": kwargs}] if name == base else [{"name": base}, {"name": name, "kwargs": kwargs}]
+        losses = [{"name": name, "kwargs": kwargs}]
+        if name != base:
+            losses.insert(0, {"name": base})
         policy = {"head": head_name, "losses": losses, "postprocess": postprocess_for(heads.resolve(head_name))}
     elif kind == POSTPROCESSORS.name:
         post = registry.resolve(name)
-        head_name = next((h for h in head_order if post.check_head(heads.resolve(h)) is None), None)
-        if head_name is None:
+        accepted = next((h for h in head_order if post.check_head(heads.resolve(h)) is None), None)
+        if accepted is None:
             raise DiffRLError(f"post-processor {name!r} accepts none of the registered heads ({', '.join(head_order)})")
-        head = heads.resolve(head_name)
-        algo = "sac" if head.has_log_prob and head_name != DEFAULT_HEADS["td3"] else "td3"
-        policy = {"head": head_name, "losses": [{"name": loss_of[algo]}], "postprocess": name, "postprocess_kwargs": kwargs}
+        head = heads.resolve(accepted)
+        algo = "sac" if head.has_log_prob and accepted != DEFAULT_HEADS["td3"] else "td3"
+        policy = {"head": accepted, "losses": [{"name": loss_of[algo]}],
+                  "postprocess": name, "postprocess_kwargs": kwargs}
     else:
         env = name
         algo = "td3"
@@ -399,12 +404,16 @@ def check_compositions(
             actions = _check_predict(model, obs, label)
             path = str(Path(tmp) / f"model_{i}.zip")
             model.save(path)
-            model.env.close()
+            env = model.get_env()
+            assert env is not None, "make_model made the env"
+            env.close()
             saved.append((path, obs.tolist(), actions.tolist()))
-            reports.append(ConformanceReport(label, config, steps, int(model._n_updates), obs.tolist(), actions.tolist()))
+            reports.append(
+                ConformanceReport(label, config, steps, int(model._n_updates), obs.tolist(), actions.tolist())
+            )
         if fresh_process:
             reloaded = _load_in_fresh_process([(path, obs) for path, obs, _ in saved])
-            for report, (_, _, expected), got in zip(reports, saved, reloaded):
+            for report, (_, _, expected), got in zip(reports, saved, reloaded, strict=True):
                 if not np.allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6):
                     raise ConformanceError(
                         f"{report.label}: the model loaded in a fresh process acts differently "
@@ -433,7 +442,7 @@ def _train_and_check(model: BaseAlgorithm, config: Any, steps: int, label: str) 
 
     import torch as th
 
-    head = model.actor.head
+    head = cast(Any, model).actor.head
     before = [p.detach().clone() for p in head.parameters()]
     try:
         # a huge log_interval: the logger keeps the last values instead of dumping them
@@ -450,7 +459,7 @@ def _train_and_check(model: BaseAlgorithm, config: Any, steps: int, label: str) 
         if not math.isfinite(logged[key]):
             raise ConformanceError(f"{label}: loss term {spec.name!r} is not finite ({logged[key]})")
     after = list(head.parameters())
-    if before and all(th.equal(b, a.detach()) for b, a in zip(before, after)):
+    if before and all(th.equal(b, a.detach()) for b, a in zip(before, after, strict=True)):
         raise ConformanceError(
             f"{label}: the head's parameters did not change in training: the actor loss does not reach the "
             "head (a detached sample? a post-processor without gradient?)"
@@ -481,13 +490,14 @@ def _observations(config: Any, n: int = 5) -> Any:
 def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
     import numpy as np
 
-    space = model.action_space
+    space = cast(spaces.Box, model.action_space)
     low, high = space.low, space.high
     tol = 1e-5 * np.maximum(1.0, high - low)
     for deterministic in (True, False):
         single, _ = model.predict(obs[0], deterministic=deterministic)
         batch, _ = model.predict(obs, deterministic=deterministic)
-        for what, actions, shape in (("one observation", single, space.shape), ("a batch", batch, (len(obs), *space.shape))):
+        cases = (("one observation", single, space.shape), ("a batch", batch, (len(obs), *space.shape)))
+        for what, actions, shape in cases:
             where = f"{label}: predict(deterministic={deterministic}) on {what}"
             if actions.shape != shape:
                 raise ConformanceError(f"{where} returned shape {actions.shape}, expected {shape}")
@@ -496,7 +506,9 @@ def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
             if not np.all(np.isfinite(actions)):
                 raise ConformanceError(f"{where} returned non-finite actions {actions}")
             if np.any(actions < low - tol) or np.any(actions > high + tol):
-                raise ConformanceError(f"{where} returned actions outside [{low.tolist()}, {high.tolist()}]: {actions.tolist()}")
+                raise ConformanceError(
+                    f"{where} returned actions outside [{low.tolist()}, {high.tolist()}]: {actions.tolist()}"
+                )
     first, _ = model.predict(obs, deterministic=True)
     again, _ = model.predict(obs, deterministic=True)
     if not np.array_equal(first, again):
@@ -508,7 +520,7 @@ def _check_components(model: BaseAlgorithm, obs: Any, label: str) -> None:
     import numpy as np
     import torch as th
 
-    actor = model.actor
+    actor = cast(Any, model).actor
     head, post = actor.head, actor.postprocessor
     name = f"{label}: head {type(head).__name__}"
     with th.no_grad():
@@ -520,11 +532,16 @@ def _check_components(model: BaseAlgorithm, obs: Any, label: str) -> None:
             raise ConformanceError(f"{name}: forward(deterministic={det}) returned shape {tuple(actions.shape)}, "
                                    f"expected {(latent.shape[0], head.action_dim)}")
     if tuple(sample.actions.shape) != tuple(raw[True].shape):
-        raise ConformanceError(f"{name}: sample().actions has shape {tuple(sample.actions.shape)}, expected {tuple(raw[True].shape)}")
+        raise ConformanceError(
+            f"{name}: sample().actions has shape {tuple(sample.actions.shape)}, expected {tuple(raw[True].shape)}"
+        )
     if head.bounded:
-        for what, actions in (("forward(deterministic=True)", raw[True]), ("forward()", raw[False]), ("sample()", sample.actions)):
+        drawn = (("forward(deterministic=True)", raw[True]), ("forward()", raw[False]), ("sample()", sample.actions))
+        for what, actions in drawn:
             if actions.abs().max() > 1.0 + 1e-6:
-                raise ConformanceError(f"{name} declares bounded = True but {what} returned raw actions outside [-1, 1]")
+                raise ConformanceError(
+                    f"{name} declares bounded = True but {what} returned raw actions outside [-1, 1]"
+                )
     _check_reparameterized(head, latent, name)
     if head.has_log_prob:
         lp = sample.log_prob
@@ -549,7 +566,8 @@ def _check_components(model: BaseAlgorithm, obs: Any, label: str) -> None:
         for explore in (False, True):
             for actions in inputs:
                 out = post(actions, explore=explore)
-                if tuple(out.shape) != tuple(actions.shape) or not bool(th.isfinite(out).all()) or out.abs().max() > 1.0 + 1e-6:
+                normalized = bool(th.isfinite(out).all()) and out.abs().max() <= 1.0 + 1e-6
+                if tuple(out.shape) != tuple(actions.shape) or not normalized:
                     raise ConformanceError(f"{post_name}: forward(explore={explore}) must return finite normalized "
                                            f"actions in [-1, 1] of the input's shape")
 
@@ -599,7 +617,8 @@ def _load_in_fresh_process(jobs: list[tuple[str, list[Any]]]) -> list[Any]:
             "new process cannot import (define the hooks in a module), or pass fresh_process=False"
         )
     env = {"OMP_NUM_THREADS": "1", **os.environ}
-    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + inherited)
     result = subprocess.run(
         [sys.executable, "-c", _LOAD_SCRIPT, json.dumps(_TEMPORARY), json.dumps(jobs)],
         capture_output=True, text=True, env=env, timeout=600,

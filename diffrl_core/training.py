@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from diffrl_core import runs
@@ -28,7 +29,7 @@ from diffrl_core.plugins import PluginHost
 EVAL_SEED_OFFSET = 10_000
 
 #: Exit codes of an interrupted ``diffrl train`` (the shell's 128 + signal number).
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class StopSignals:
@@ -94,7 +95,8 @@ def start_run(config: Config, run_dir: Path, name: str, bar: bool, host: PluginH
     except BaseException:
         env.close()
         raise
-    versions = runs.collect_versions(model.diffrl_components, _env_provenance(config.env, host))
+    saved = model.diffrl_components  # type: ignore[attr-defined]  # a composed algorithm's
+    versions = runs.collect_versions(saved["provenance"], _env_provenance(config.env, host))
     status = {
         "status": "created",
         "name": name,
@@ -165,7 +167,7 @@ def _train(model: BaseAlgorithm, config: Config, run: runs.RunDir, eval_env: Vec
     evaluator = Evaluator(run, config, eval_env, output) if eval_env is not None else None
     with StopSignals() as stop:
         progress = ProgressAndStop(config, output, stop, evaluator)
-        callbacks = [c for c in (checkpointer, evaluator, progress) if c is not None]
+        callbacks: list[BaseCallback] = [c for c in (checkpointer, evaluator, progress) if c is not None]
         status = run.read_status()
         run.update_status(status="running", pid=os.getpid(), sessions=int(status.get("sessions", 0)) + 1, error=None)
         try:
@@ -190,10 +192,11 @@ def _train(model: BaseAlgorithm, config: Config, run: runs.RunDir, eval_env: Vec
             # a second signal: stop at once, the last complete checkpoint stays the resume point
             status = run.update_status(status="interrupted", signal=stop.name or "SIGINT", pid=None)
             output.print(
-                f"stopped at once; the last checkpoint is {status.get('checkpoint')} (step {status.get('checkpoint_timesteps', 0)})",
+                f"stopped at once; the last checkpoint is {status.get('checkpoint')}"
+                f" (step {status.get('checkpoint_timesteps', 0)})",
                 err=True,
             )
-            return EXIT_CODES.get(stop.signum, 130)  # type: ignore[arg-type]
+            return EXIT_CODES.get(stop.signum or signal.SIGINT, 130)
         except BaseException as exc:
             run.update_status(status="failed", pid=None, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -230,5 +233,6 @@ def _finish(model: BaseAlgorithm, config: Config, run: runs.RunDir, checkpointer
     run.update_status(status="finished", pid=None)
     line = f"finished {model.num_timesteps} steps; model: {run.model_file}"
     if "mean_return" in results:
-        line += f"; final eval return {format_return(results['mean_return'])} +/- {format_return(results['std_return'])}"
+        shown_mean, shown_std = format_return(results["mean_return"]), format_return(results["std_return"])
+        line += f"; final eval return {shown_mean} +/- {shown_std}"
     output.print(line)

@@ -18,6 +18,8 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bandit_sigma.py"
 ALPHA, K = 0.5, 1.0
 
+pytestmark = pytest.mark.slow  # 2000 training steps per loss term
+
 
 @pytest.fixture(scope="module")
 def experiment():

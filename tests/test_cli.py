@@ -17,13 +17,16 @@ HELLO = REPO / "tests" / "fixtures" / "diffrl-plugin-hello"
 # Prints which heavy modules a command imported, when the process exits.
 WATCH = (
     "import atexit, sys\n"
-    "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules), file=sys.stderr))\n"
+    "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules), "
+    "file=sys.stderr))\n"
 )
 
 
 def run(*args: str, python: str = sys.executable, env: dict | None = None) -> subprocess.CompletedProcess:
     code = WATCH + "from diffrl_core.cli import main\nsys.argv = ['diffrl', *sys.argv[1:]]\nmain()\n"
-    return subprocess.run([python, "-c", code, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [python, "-c", code, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def imported(result: subprocess.CompletedProcess) -> list[str]:
@@ -87,14 +90,17 @@ def test_every_subcommand_has_help() -> None:
 def test_import_diffrl_core_loads_nothing_heavy() -> None:
     code = (
         "import sys, diffrl_core, diffrl_core.plugins as p\n"
-        "print(sorted(m for m in ('torch', 'stable_baselines3', 'diffrl_plugin_gaussian', 'diffrl_envs') if m in sys.modules), p._host)"
+        "print(sorted(m for m in ('torch', 'stable_baselines3', 'diffrl_plugin_gaussian', 'diffrl_envs') "
+        "if m in sys.modules), p._host)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[] None"
 
 
 def test_importtime_shows_no_torch() -> None:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import diffrl_core"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import diffrl_core"], capture_output=True, text=True, check=True
+    )
     modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "diffrl_core" in modules and "torch" not in modules and "stable_baselines3" not in modules
 
@@ -112,6 +118,7 @@ def test_making_a_registered_env_imports_no_torch() -> None:
     assert imported(result) == []
 
 
+@pytest.mark.slow
 def test_real_pip_install_of_a_plugin_distribution(tmp_path: Path) -> None:
     """pip installs diffrl-core and a plugin into a fresh venv; the plugin then shows up.
 
@@ -121,7 +128,9 @@ def test_real_pip_install_of_a_plugin_distribution(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    venv_site = subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
+    venv_site = subprocess.check_output(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+    ).strip()
     outer_site = sysconfig.get_paths()["purelib"]
     Path(venv_site, "zz_outer_site.pth").write_text(f"import site; site.addsitedir({outer_site!r})\n")
 
@@ -133,7 +142,9 @@ def test_real_pip_install_of_a_plugin_distribution(tmp_path: Path) -> None:
         capture_output=True, text=True,
     )
     assert install.returncode == 0, install.stderr
-    location = subprocess.check_output([python, "-c", "import diffrl_plugin_hello; print(diffrl_plugin_hello.__file__)"], text=True)
+    location = subprocess.check_output(
+        [python, "-c", "import diffrl_plugin_hello; print(diffrl_plugin_hello.__file__)"], text=True
+    )
     assert location.startswith(venv_site)
 
     result = run("plugins", "--json", python=python)

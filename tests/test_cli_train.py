@@ -89,6 +89,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_train_leaves_a_complete_run_folder(trained: Path) -> None:
     for name in ("config.yaml", "status.json", "model.zip", "results.json", "evaluations.npz", "logs/progress.csv"):
         assert (trained / name).is_file(), name
@@ -112,7 +113,9 @@ def test_train_leaves_a_complete_run_folder(trained: Path) -> None:
 
     # every logged value in the CSV, each loss term in its own column
     header = (trained / "logs" / "progress.csv").read_text().splitlines()[0].split(",")
-    for key in ("train/loss/sac_entropy", "train/loss/bc", "train/actor_loss", "rollout/ep_rew_mean", "eval/mean_reward"):
+    for key in (
+        "train/loss/sac_entropy", "train/loss/bc", "train/actor_loss", "rollout/ep_rew_mean", "eval/mean_reward"
+    ):
         assert key in header, header
 
     with np.load(trained / "evaluations.npz") as evaluations:
@@ -123,6 +126,7 @@ def test_train_leaves_a_complete_run_folder(trained: Path) -> None:
     assert num_timesteps(trained / "model.zip") == 400
 
 
+@pytest.mark.slow
 def test_eval_a_run_and_a_checkpoint(trained: Path, tmp_path: Path) -> None:
     gif = tmp_path / "episode.gif"
     result = diffrl("eval", str(trained), "--episodes", "2", "--video", str(gif), cwd=tmp_path)
@@ -130,7 +134,9 @@ def test_eval_a_run_and_a_checkpoint(trained: Path, tmp_path: Path) -> None:
     assert "mean return" in result.stdout and "+/-" in result.stdout
     assert gif.read_bytes()[:6] == b"GIF89a"
 
-    result = diffrl("eval", str(trained / "checkpoints" / "model_200.zip"), "-n", "2", "--stochastic", "--json", cwd=tmp_path)
+    result = diffrl(
+        "eval", str(trained / "checkpoints" / "model_200.zip"), "-n", "2", "--stochastic", "--json", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["env"] == "Pendulum-v1" and report["num_timesteps"] == 200 and report["deterministic"] is False
@@ -139,6 +145,7 @@ def test_eval_a_run_and_a_checkpoint(trained: Path, tmp_path: Path) -> None:
     assert_user_error(diffrl("eval", str(tmp_path / "nothing"), cwd=tmp_path), "does not exist")
 
 
+@pytest.mark.slow
 def test_plot_runs_to_png(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "curves.png"
     result = diffrl("plot", str(trained), str(trained.parent), "-o", str(out), cwd=tmp_path)
@@ -148,7 +155,9 @@ def test_plot_runs_to_png(trained: Path, tmp_path: Path) -> None:
     assert_user_error(diffrl("plot", str(tmp_path), cwd=tmp_path), "not a run folder")
 
 
-def interrupt(work: Path, signum: int, run: Path, group: bool = False, **changes: object) -> subprocess.CompletedProcess:
+def interrupt(
+    work: Path, signum: int, run: Path, group: bool = False, **changes: object
+) -> subprocess.CompletedProcess:
     """Start a long run, send ``signum`` once it wrote its first checkpoint, wait for the exit.
 
     :param group: send the signal to the whole process group, as Ctrl-C in a terminal does
@@ -170,6 +179,7 @@ def interrupt(work: Path, signum: int, run: Path, group: bool = False, **changes
     return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines) + stdout, stderr)
 
 
+@pytest.mark.slow
 def test_sigint_leaves_a_checkpoint_and_resume_continues_the_step_counter(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = interrupt(tmp_path, signal.SIGINT, run)
@@ -207,6 +217,7 @@ def test_sigint_leaves_a_checkpoint_and_resume_continues_the_step_counter(tmp_pa
     assert_user_error(diffrl("train", "--resume", str(run), cwd=tmp_path), "already reached", "total_timesteps")
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = interrupt(tmp_path, signal.SIGTERM, run)
@@ -216,10 +227,13 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     assert num_timesteps(run / stopped["checkpoint"]) == stopped["num_timesteps"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_reaches_subprocess_envs_too(tmp_path: Path) -> None:
     # SubprocVecEnv workers get the terminal's SIGINT as well; they must leave it to the trainer
     run = tmp_path / "run"
-    result = interrupt(tmp_path, signal.SIGINT, run, group=True, n_envs=2, vec_env="subproc", eval={"freq": 0, "final": False})
+    result = interrupt(
+        tmp_path, signal.SIGINT, run, group=True, n_envs=2, vec_env="subproc", eval={"freq": 0, "final": False}
+    )
     assert result.returncode == 130, (result.stdout, result.stderr)
     stopped = status(run)
     assert stopped["status"] == "interrupted" and stopped["error"] is None
@@ -233,12 +247,18 @@ BROKEN = {
         "env: Pendulum-v1\npolicy:\n  losses:\n    - {name: sac_entropy}\n    - {name: bc, weight: heavy}\n",
         ["policy.losses[1].weight", "valid number", "'heavy'"],
     ),
-    "unknown_component": ("env: Pendulum-v1\npolicy: {head: squashed_gausian}\n", ["'squashed_gausian'", "did you mean 'squashed_gaussian'"]),
+    "unknown_component": (
+        "env: Pendulum-v1\npolicy: {head: squashed_gausian}\n",
+        ["'squashed_gausian'", "did you mean 'squashed_gaussian'"],
+    ),
     "incompatible": (
         "env: Pendulum-v1\nalgo: sac\npolicy: {head: deterministic, losses: [{name: q_value}]}\n",
         ["algo 'sac' cannot train head 'deterministic'"],
     ),
-    "python_tag": ("env: Pendulum-v1\nalgo_kwargs: !!python/object/apply:os.system [touch pwned]\n", ["not valid YAML", "python/object"]),
+    "python_tag": (
+        "env: Pendulum-v1\nalgo_kwargs: !!python/object/apply:os.system [touch pwned]\n",
+        ["not valid YAML", "python/object"],
+    ),
     "not_a_mapping": ("- env: Pendulum-v1\n", ["must hold a mapping"]),
 }
 
@@ -262,9 +282,12 @@ def test_broken_configs_exit_2_and_leave_no_run_folder(case: str, tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] in ([], [config.name])  # no runs/, no run, no pwned
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_refused(trained: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "tiny.yaml")
-    assert_user_error(diffrl("train", str(config), "--run-dir", str(trained), cwd=tmp_path), "already exists", "--resume")
+    assert_user_error(
+        diffrl("train", str(config), "--run-dir", str(trained), cwd=tmp_path), "already exists", "--resume"
+    )
     assert status(trained)["status"] == "finished"
 
 
@@ -328,6 +351,7 @@ def test_train_reads_its_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from click.testing import CliRunner
 
     import diffrl_core.config
+    import diffrl_core.runs
     from diffrl_core.cli import main
 
     reads: list[Path] = []
@@ -337,7 +361,8 @@ def test_train_reads_its_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
         reads.append(Path(path))
         return read_yaml(path)
 
-    monkeypatch.setattr(diffrl_core.config, "read_yaml", counting_read_yaml)
+    for module in (diffrl_core.config, diffrl_core.runs):  # every module that reads config files
+        monkeypatch.setattr(module, "read_yaml", counting_read_yaml)
     config = write_config(
         tmp_path / "bandit.yaml",
         "env: diffrl/QuadraticBandit-v0\nalgo: td3\npolicy: {net_arch: [8]}\n"

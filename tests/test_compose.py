@@ -17,7 +17,6 @@ from stable_baselines3.common.env_util import make_vec_env
 from diffrl_core import (
     ConfigError,
     IncompatibleComponentsError,
-    MissingComponentError,
     UnknownNameError,
     load_model,
     make_model,
@@ -27,7 +26,8 @@ from diffrl_core.registry import Registry
 HEADS = {"deterministic": dict(bounded=True, log_prob=False), "gaussian": dict(bounded=False, log_prob=True),
          "squashed_gaussian": dict(bounded=True, log_prob=True)}
 LOSSES = {"q_value": set(), "bc": set(), "sac_entropy": {"log_prob", "alpha"}}
-POSTPROCESSORS = {"identity": dict(needs_bounded=True), "clip": dict(needs_bounded=False), "tanh": dict(needs_bounded=False)}
+POSTPROCESSORS = {"identity": dict(needs_bounded=True), "clip": dict(needs_bounded=False),
+                  "tanh": dict(needs_bounded=False)}
 TINY = dict(learning_starts=50, batch_size=16, buffer_size=1000)
 OBSERVATIONS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -3.0], [-0.5, 0.8, 7.0], [0.3, -0.9, 1.5]], dtype=np.float32)
 
@@ -75,6 +75,7 @@ def test_the_combination_table_has_both_kinds() -> None:
     assert len(VALID) >= 20 and len(INVALID) >= 10
 
 
+@pytest.mark.slow
 def test_valid_combinations_train_act_and_round_trip(tmp_path: Path) -> None:
     expected = {}
     for algo, head, losses, post in VALID:
@@ -124,7 +125,10 @@ def test_invalid_combinations_are_refused_naming_both(algo, head, losses, post) 
 def test_unknown_component_suggests_close_names() -> None:
     config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["policy"]["head"] = "squashed_gausian"
-    with pytest.raises(UnknownNameError, match=r"unknown actor head 'squashed_gausian' \(in policy.head\); did you mean 'squashed_gaussian'"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown actor head 'squashed_gausian' \(in policy.head\); did you mean 'squashed_gaussian'",
+    ):
         make_model(config)
     config = config_for("sac", "squashed_gaussian", ["sac_entropy", "bcc"], "identity")
     with pytest.raises(UnknownNameError, match=r"policy.losses\[1\].name.*did you mean 'bc'"):
@@ -152,14 +156,19 @@ def test_head_kwargs_reach_the_head() -> None:
 def test_unsupported_action_space_is_refused() -> None:
     config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["env"] = "CartPole-v1"
-    with pytest.raises(IncompatibleComponentsError, match="head 'squashed_gaussian' cannot act in env 'CartPole-v1'.*Box"):
+    with pytest.raises(
+        IncompatibleComponentsError, match="head 'squashed_gaussian' cannot act in env 'CartPole-v1'.*Box"
+    ):
         make_model(config)
 
 
 def test_bad_algo_kwargs_name_the_key() -> None:
     config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity")
     config["algo_kwargs"] = {"learning_rat": 0.1}
-    with pytest.raises(ConfigError, match="algo_kwargs.learning_rat: not a keyword argument of stable-baselines3's SAC; valid: .*learning_rate"):
+    with pytest.raises(
+        ConfigError,
+        match="algo_kwargs.learning_rat: not a keyword argument of stable-baselines3's SAC; valid: .*learning_rate",
+    ):
         make_model(config)
 
 
@@ -179,7 +188,8 @@ def test_missing_plugin_at_load_names_component_and_distribution(tmp_path: Path)
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "model.zip")],
-        capture_output=True, text=True, check=True, env={**__import__("os").environ, "DIFFRL_DISABLE_PLUGINS": "gaussian"},
+        capture_output=True, text=True, check=True,
+        env={**__import__("os").environ, "DIFFRL_DISABLE_PLUGINS": "gaussian"},
     )
     assert "unknown actor head 'squashed_gaussian'" in result.stdout
     assert "diffrl-plugin-gaussian" in result.stdout
@@ -200,7 +210,9 @@ def test_saved_model_stores_names_not_classes(tmp_path: Path) -> None:
     model.save(tmp_path / "model")
     data = json.loads(zipfile.ZipFile(tmp_path / "model.zip").read("data"))
     saved = data["diffrl_components"]
-    assert saved["head"] == {"name": "gaussian", "kwargs": {}} and saved["postprocess"] == {"name": "tanh", "kwargs": {}}
+    assert (
+        saved["head"] == {"name": "gaussian", "kwargs": {}} and saved["postprocess"] == {"name": "tanh", "kwargs": {}}
+    )
     assert [spec["name"] for spec in saved["losses"]] == ["sac_entropy", "bc"]
     assert saved["provenance"]["actor_heads"]["gaussian"]["distribution"] == "diffrl-plugin-gaussian"
     assert "diffrl_plugin_gaussian" not in json.dumps(data)  # no pickled plugin class anywhere
@@ -250,6 +262,7 @@ def test_training_loop_never_touches_the_plugin_system(monkeypatch) -> None:
     assert model._n_updates > 0
 
 
+@pytest.mark.slow
 def test_subproc_vec_env_on_plugin_env() -> None:
     # SubprocVecEnv workers start with forkserver and load the plugins themselves
     config = config_for("sac", "squashed_gaussian", ["sac_entropy"], "identity", n_envs=2, vec_env="subproc")
@@ -281,6 +294,7 @@ class LinearTargetBandit(gym.Env):
         return self.context, reward, True, False, {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "algo,head,losses,post",
     [("sac", "squashed_gaussian", ["sac_entropy"], "identity"), ("td3", "deterministic", ["q_value"], "identity"),

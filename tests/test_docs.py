@@ -38,10 +38,15 @@ def test_every_config_key_has_a_description() -> None:
 def test_every_key_is_in_the_reference_once() -> None:
     paths = [row[0] for row in config_reference.rows()]
     assert len(paths) == len(set(paths))
-    assert {"env", "policy.head", "policy.losses", "policy.losses[].weight", "action_noise.sigma", "eval.freq"} <= set(paths)
+    expected = {"env", "policy.head", "policy.losses", "policy.losses[].weight", "action_noise.sigma", "eval.freq"}
+    assert expected <= set(paths)
 
 
 def test_the_generator_imports_no_torch() -> None:
-    code = "import sys, diffrl_core.config_reference as r; r.table(); print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))"
+    code = (
+        "import sys, diffrl_core.config_reference as r\n"
+        "r.table()\n"
+        "print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

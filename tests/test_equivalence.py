@@ -11,6 +11,8 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 from diffrl_core import make_model
 
+pytestmark = pytest.mark.slow  # trains stable-baselines3 and diffrl side by side
+
 STEPS = 600  # learning_starts + 500 gradient steps (train_freq 1, gradient_steps 1)
 HYPERPARAMETERS = dict(learning_starts=100, batch_size=64, buffer_size=10_000)
 NET_ARCH = [64, 64]
@@ -23,7 +25,7 @@ def flat_parameters(module: th.nn.Module) -> list[np.ndarray]:
 def max_abs_difference(a: th.nn.Module, b: th.nn.Module) -> float:
     pa, pb = flat_parameters(a), flat_parameters(b)
     assert [p.shape for p in pa] == [p.shape for p in pb]
-    return max(float(np.max(np.abs(x - y))) for x, y in zip(pa, pb))
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(pa, pb, strict=True))
 
 
 @pytest.mark.parametrize("ent_coef", ["auto", 0.2])
@@ -79,7 +81,10 @@ def test_deterministic_q_value_equals_sb3_td3() -> None:
         {
             "env": "Pendulum-v1",
             "algo": "td3",
-            "policy": {"net_arch": NET_ARCH, "head": "deterministic", "losses": [{"name": "q_value"}], "postprocess": "identity"},
+            "policy": {
+                "net_arch": NET_ARCH, "head": "deterministic", "losses": [{"name": "q_value"}],
+                "postprocess": "identity",
+            },
             "action_noise": {"type": "normal", "sigma": 0.1},
             "algo_kwargs": HYPERPARAMETERS,
             "seed": 0,

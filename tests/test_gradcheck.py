@@ -189,12 +189,14 @@ def _run(args: list[str], site: Path | None = None) -> subprocess.CompletedProce
                           text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_subprocess_passes_for_the_closed_form_term() -> None:
     proc = _run(["sac_entropy_closed_form"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok: 1 term(s) agree with autograd" in proc.stdout
 
 
+@pytest.mark.slow
 def test_subprocess_fails_for_a_wrong_plugin_term(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _install_fake_distribution(site)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 import diffrl_core
-
 from diffrl_core.config import safe_load
 from diffrl_core.testing import TINY, check_composition, registered_plugin
 
@@ -44,7 +43,9 @@ def guide_files() -> dict[str, str]:
         if lang not in EXECUTED:
             assert not first.startswith("# file:"), f"a '# file:' block must be python, toml or yaml, got {lang!r}"
             continue
-        assert first.startswith("# file: "), f"every {lang} block of docs/plugins.md must start with '# file: PATH':\n{body[:200]}"
+        assert first.startswith("# file: "), (
+            f"every {lang} block of docs/plugins.md must start with '# file: PATH':\n{body[:200]}"
+        )
         path = first.removeprefix("# file: ").strip()
         assert path not in files, f"two blocks of docs/plugins.md write {path}"
         files[path] = body
@@ -61,7 +62,9 @@ def guide_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     plugin = importlib.import_module("diffrl_plugin_mylab.plugin")
     with registered_plugin(plugin, "mylab") as host:
         yield tmp_path, host
-    for name in [m for m in sys.modules if m == "diffrl_plugin_mylab" or m.startswith(("diffrl_plugin_mylab.", "test_mylab"))]:
+    for name in [
+        m for m in sys.modules if m == "diffrl_plugin_mylab" or m.startswith(("diffrl_plugin_mylab.", "test_mylab"))
+    ]:
         del sys.modules[name]
 
 
@@ -75,6 +78,7 @@ def test_the_guides_pyproject_declares_the_entry_point() -> None:
     assert pyproject["project"]["entry-points"]["diffrl"] == {"mylab": "diffrl_plugin_mylab.plugin"}
 
 
+@pytest.mark.slow  # the page's tests run check_plugin: training, and a fresh process for the loads
 def test_the_guides_plugin_registers_its_components_and_passes_its_own_tests(guide_plugin) -> None:
     folder, host = guide_plugin
     assert host.plugins["mylab"].components == {
@@ -183,7 +187,9 @@ def test_a_head_that_breaks_its_bounds_is_reported(broken_plugin) -> None:
         check_component("actor_heads", "unbounded_head", fresh_process=False, steps=80)
 
 
-def test_registering_a_taken_name_fails_and_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registering_a_taken_name_fails_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from diffrl_core import PluginLoadError
 
     (tmp_path / "clashing_diffrl_plugin_for_guide.py").write_text(

@@ -39,7 +39,10 @@ def test_new_plugin_writes_a_distribution(tmp_path: Path) -> None:
     files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert files == {
         "pyproject.toml", "README.md", "examples/my_heads.yaml", "tests/test_my_heads.py",
-        *(f"diffrl_plugin_my_heads/{m}.py" for m in ("__init__", "plugin", "heads", "losses", "postprocessors", "envs")),
+        *(
+            f"diffrl_plugin_my_heads/{m}.py"
+            for m in ("__init__", "plugin", "heads", "losses", "postprocessors", "envs")
+        ),
     }
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "diffrl-plugin-my-heads"' in pyproject
@@ -81,7 +84,9 @@ class Venv:
         result = subprocess.run([str(self.bin / args[0]), *args[1:]], capture_output=True, text=True, cwd=self.cwd,
                                 env=env, timeout=timeout)
         if check:
-            assert result.returncode == 0, f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            assert result.returncode == 0, (
+                f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def plugins(self, command: tuple[str, ...] = ("diffrl",)) -> dict[str, dict]:
@@ -105,8 +110,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     root = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     venv = Venv(root, tmp)
-    site = subprocess.check_output([str(venv.bin / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   text=True).strip()
+    site = subprocess.check_output(
+        [str(venv.bin / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+    ).strip()
     # the plugins of this repo may be installed (editable) in the test environment: hide them, so
     # that the fresh venv has them only as pip installs them there (and uninstalls them)
     _outer_site_view(tmp / "outer-site", hide=("diffrl_plugin_beta", "diffrl_plugin_noise"))
@@ -115,12 +121,15 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     # pip comes from the outer site; setuptools too (--no-build-isolation)
     venv.run("python", "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
              str(REPO), str(plugin), str(PLUGINS / "diffrl-plugin-beta"), str(PLUGINS / "diffrl-plugin-noise"))
-    location = venv.run("python", "-c", f"import diffrl_plugin_{NAME}, diffrl_plugin_beta as b; print(b.__file__)").stdout
+    location = venv.run(
+        "python", "-c", f"import diffrl_plugin_{NAME}, diffrl_plugin_beta as b; print(b.__file__)"
+    ).stdout
     assert location.startswith(site)
     venv.plugin = plugin  # type: ignore[attr-defined]
     return venv
 
 
+@pytest.mark.slow
 def test_the_installed_plugin_is_listed(venv: Venv) -> None:
     plugins = venv.plugins()
     mine = plugins[NAME]
@@ -133,19 +142,33 @@ def test_the_installed_plugin_is_listed(venv: Venv) -> None:
     assert plugins["noise"]["components"]["postprocessors"] == ["gaussian_noise", "ou_noise"]
 
 
+@pytest.mark.slow
+def test_a_non_editable_install_ships_the_templates(venv: Venv, tmp_path: Path) -> None:
+    # pip installed diffrl-core from a wheel: the templates are package data, read with importlib.resources
+    venv.run("diffrl", "new-plugin", "shipped", "--dir", str(tmp_path / "installed"))
+    installed = tmp_path / "installed" / "diffrl-plugin-shipped"
+    here = create_plugin("shipped", tmp_path / "here")
+    files = sorted(p.relative_to(here) for p in here.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(installed) for p in installed.rglob("*") if p.is_file())
+    for path in files:
+        assert (installed / path).read_bytes() == (here / path).read_bytes(), path
+
+
+@pytest.mark.slow
 def test_the_generated_tests_pass_as_generated(venv: Venv) -> None:
     result = venv.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(venv.plugin / "tests"), check=False)  # type: ignore[attr-defined]
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "4 passed" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_uses_its_components_and_uninstalling_breaks_loading_by_name(venv: Venv, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     config = venv.plugin / "examples" / f"{NAME}.yaml"  # type: ignore[attr-defined]
     venv.run("diffrl", "train", str(config), "--run-dir", str(run_dir), "--threads", "1",
-             "--set", "total_timesteps=300", "--set", "algo_kwargs.learning_starts=100", "--set", "policy.net_arch=[16]",
-             "--set", "eval.freq=0", "--set", "eval.n_episodes=2", "--set", "checkpoint.freq=0",
-             "--set", "logging.tensorboard=false")
+             "--set", "total_timesteps=300", "--set", "algo_kwargs.learning_starts=100",
+             "--set", "policy.net_arch=[16]", "--set", "eval.freq=0", "--set", "eval.n_episodes=2",
+             "--set", "checkpoint.freq=0", "--set", "logging.tensorboard=false")
     assert (run_dir / "model.zip").is_file()
     data = json.loads(zipfile.ZipFile(run_dir / "model.zip").read("data"))
     saved = data["diffrl_components"]

@@ -19,14 +19,20 @@ def test_copies_mirror_the_installed_stable_baselines3(name: str) -> None:
 
 def test_a_changed_stable_baselines3_train_asks_for_a_resync() -> None:
     changed = inspect.getsource(SAC.train).replace("self.tau)", "self.tau * 0.5)")
-    with pytest.raises(SB3SyncError, match=r"SAC.train no longer mirrors stable-baselines3 9.9.1's: re-sync with SB3 9.9") as excinfo:
+    with pytest.raises(
+        SB3SyncError, match=r"SAC.train no longer mirrors stable-baselines3 9.9.1's: re-sync with SB3 9.9"
+    ) as excinfo:
         check_in_sync("SAC.train", ComposedSAC.train, changed, sb3_version="9.9.1")
     added = [line for line in str(excinfo.value).splitlines() if line.startswith("+ ")]
-    assert added == ["+            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau * 0.5)"]
+    assert added == [
+        "+            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau * 0.5)"
+    ]
 
 
 def test_a_copy_edited_outside_its_marked_blocks_fails() -> None:
-    edited = inspect.getsource(ComposedSAC.train).replace("# Optimize the critic\n", "# Optimize the critic\n            pass\n")
+    edited = inspect.getsource(ComposedSAC.train).replace(
+        "# Optimize the critic\n", "# Optimize the critic\n            pass\n"
+    )
     with pytest.raises(SB3SyncError, match="re-sync with SB3"):
         check_in_sync("SAC.train", edited, SAC.train)
 

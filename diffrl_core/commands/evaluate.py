@@ -12,9 +12,19 @@ import click
 @click.command("eval")
 @click.argument("target", metavar="RUN_DIR_OR_MODEL", type=click.Path(path_type=Path))
 @click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to run.")
-@click.option("--deterministic/--stochastic", default=True, show_default=True, help="Act with the mean action, or sample.")
-@click.option("--video", type=click.Path(dir_okay=False, path_type=Path), help="Write one episode to this GIF (or .mp4 with imageio-ffmpeg).")
-@click.option("--env", "env_id", help="The env to evaluate on (default: the run's env; required for a model outside a run folder).")
+@click.option(
+    "--deterministic/--stochastic", default=True, show_default=True, help="Act with the mean action, or sample."
+)
+@click.option(
+    "--video",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one episode to this GIF (or .mp4 with imageio-ffmpeg).",
+)
+@click.option(
+    "--env",
+    "env_id",
+    help="The env to evaluate on (default: the run's env; required for a model outside a run folder).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation env.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (returns, lengths, mean, std).")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads torch may use (default: torch's choice).")

@@ -79,7 +79,9 @@ def create_plugin(name: str, directory: str | Path = ".") -> Path:
         )
     root = Path(directory) / f"diffrl-plugin-{name.replace('_', '-')}"
     if root.exists():
-        raise DiffRLError(f"{str(root)!r} already exists; diffrl new-plugin never overwrites files (pick another --dir or name)")
+        raise DiffRLError(
+            f"{str(root)!r} already exists; diffrl new-plugin never overwrites files (pick another --dir or name)"
+        )
     files = plugin_files(name)
     for relative, text in files.items():
         path = root / relative
@@ -108,4 +110,6 @@ def new_plugin(name: str, directory: Path) -> None:
     """
     root = create_plugin(name, directory)
     click.echo(f"Created {root}/ (plugin {name!r}, distribution {root.name}, package diffrl_plugin_{name}).")
-    click.echo(f"Next: pip install -e {root} && python -m pytest {root}/tests && diffrl train {root}/examples/{name}.yaml")
+    click.echo(
+        f"Next: pip install -e {root} && python -m pytest {root}/tests && diffrl train {root}/examples/{name}.yaml"
+    )

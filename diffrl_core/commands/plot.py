@@ -13,7 +13,14 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", default="learning_curves.png", show_default=True, type=click.Path(dir_okay=False, path_type=Path), help="The PNG to write.")
+@click.option(
+    "-o",
+    "--output",
+    default="learning_curves.png",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The PNG to write.",
+)
 @click.option(
     "--metric",
     type=click.Choice(["eval", "train"]),

@@ -32,8 +32,14 @@ import click
     help="Continue an interrupted run from its latest checkpoint (with --set, only total_timesteps, eval.*, "
     "checkpoint.* and logging.* may change).",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Threads torch may use (default: torch's choice). 1 is often fastest for small networks.")
-def train(config: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: Path | None, threads: int | None) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads torch may use (default: torch's choice). 1 is often fastest for small networks.",
+)
+def train(
+    config: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: Path | None, threads: int | None
+) -> None:
     """Train the policy that CONFIG composes, into a new run folder.
 
     The run folder holds the resolved config (with the versions of diffrl-core and of every

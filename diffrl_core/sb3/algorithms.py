@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +39,8 @@ class _ComposedAlgorithmMixin:
     """
 
     composition: Composition | None
+    policy_kwargs: dict[str, Any]
+    actor: Any  # SB3 declares its own Actor; here it is a ComposedActor
     #: the names, kwargs and provenance of the components, saved with the model as plain JSON
     diffrl_components: dict[str, Any]
     _loss_terms: list[tuple[str, float, LossTerm]]
@@ -55,7 +58,7 @@ class _ComposedAlgorithmMixin:
         self.diffrl_components = self.composition.to_saved()
         # SB3 builds the policy from self.policy_kwargs and saves that same dict: the policy
         # gets the resolved composition, the saved kwargs stay plain data.
-        policy_kwargs = self.policy_kwargs  # type: ignore[has-type]
+        policy_kwargs = self.policy_kwargs
         self.policy_kwargs = {**policy_kwargs, "composition": self.composition}
         try:
             super()._setup_model()  # type: ignore[misc]
@@ -188,7 +191,7 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
                 batch=replay_data,
                 sample=sample,
                 actions=actions_pi,
-                q_fn=lambda actions: th.min(th.cat(self.critic(observations, actions), dim=1), dim=1, keepdim=True)[0],
+                q_fn=partial(self._min_q, observations),
                 postprocess=self.actor.postprocessor,
                 alpha=ent_coef,
                 algo="sac",
@@ -219,6 +222,11 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
         # >>> diffrl: one column per loss term
         self._record(logs)
         # <<< diffrl
+
+
+    def _min_q(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """SAC's Q estimate for the actor: the minimum over the critics, shape ``(batch, 1)``."""
+        return th.min(th.cat(self.critic(observations, actions), dim=1), dim=1, keepdim=True)[0]
 
 
 class ComposedTD3(_ComposedAlgorithmMixin, TD3):
@@ -288,7 +296,7 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
                     batch=replay_data,
                     sample=sample,
                     actions=actions_pi,
-                    q_fn=lambda actions: self.critic.q1_forward(observations, actions),
+                    q_fn=partial(self.critic.q1_forward, observations),
                     postprocess=self.actor.postprocessor,
                     alpha=None,
                     algo="td3",
@@ -320,4 +328,7 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
 ALGORITHMS: dict[str, type[ComposedSAC] | type[ComposedTD3]] = {"sac": ComposedSAC, "td3": ComposedTD3}
 
 #: The stable-baselines3 methods the copies above mirror (checked by :mod:`diffrl_core.sb3.sync`).
-MIRRORED: dict[str, tuple[Any, Any]] = {"SAC.train": (ComposedSAC.train, SAC.train), "TD3.train": (ComposedTD3.train, TD3.train)}
+MIRRORED: dict[str, tuple[Any, Any]] = {
+    "SAC.train": (ComposedSAC.train, SAC.train),
+    "TD3.train": (ComposedTD3.train, TD3.train),
+}

@@ -161,15 +161,19 @@ class _ComposedPolicyMixin:
         return self.actor(observation, deterministic)  # type: ignore[attr-defined]
 
 
-class ComposedSACPolicy(_ComposedPolicyMixin, SACPolicy):
+# make_actor returns a ComposedActor where SB3 declares its own Actor class
+class ComposedSACPolicy(_ComposedPolicyMixin, SACPolicy):  # type: ignore[misc]
     """stable-baselines3's :class:`~stable_baselines3.sac.policies.SACPolicy` with a composed actor;
     see :class:`_ComposedPolicyMixin` for the arguments."""
 
 
-class ComposedTD3Policy(_ComposedPolicyMixin, TD3Policy):
+class ComposedTD3Policy(_ComposedPolicyMixin, TD3Policy):  # type: ignore[misc]
     """stable-baselines3's :class:`~stable_baselines3.td3.policies.TD3Policy` with a composed actor;
     see :class:`_ComposedPolicyMixin` for the arguments."""
 
 
 #: algo -> its composed policy class
-POLICIES: dict[str, type[ComposedSACPolicy] | type[ComposedTD3Policy]] = {"sac": ComposedSACPolicy, "td3": ComposedTD3Policy}
+POLICIES: dict[str, type[ComposedSACPolicy] | type[ComposedTD3Policy]] = {
+    "sac": ComposedSACPolicy,
+    "td3": ComposedTD3Policy,
+}

@@ -83,8 +83,10 @@ def check_in_sync(name: str, copy: Callable[..., Any] | str, original: Callable[
     if mirrored == installed:
         return
     version = sb3_version or importlib.metadata.version("stable-baselines3")
-    diff = "\n".join(difflib.unified_diff(mirrored, installed, "what diffrl's copy mirrors", f"stable-baselines3 {version}",
-                                          lineterm="", n=1))
+    diff = "\n".join(
+        difflib.unified_diff(mirrored, installed, "what diffrl's copy mirrors", f"stable-baselines3 {version}",
+                             lineterm="", n=1)
+    )
     major_minor = ".".join(version.split(".")[:2])
     raise SB3SyncError(
         f"diffrl's copy of {name} no longer mirrors stable-baselines3 {version}'s: re-sync with SB3 {major_minor} "

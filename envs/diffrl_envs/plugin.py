@@ -8,7 +8,6 @@ same entry point as the same registration, so registering again through the hook
 from __future__ import annotations
 
 from diffrl_core import hookimpl
-
 from diffrl_envs._specs import SPECS, spec_kwargs
 
 

@@ -24,7 +24,7 @@ def test_register_envs_hook_forwards_every_spec():
     calls = []
     plugin.register_envs(register=lambda env_id, **kwargs: calls.append((env_id, kwargs)))
     assert [env_id for env_id, _ in calls] == [spec["id"] for spec in SPECS]
-    for (env_id, kwargs), spec in zip(calls, SPECS):
+    for (env_id, kwargs), spec in zip(calls, SPECS, strict=True):
         assert isinstance(kwargs["entry_point"], str)
         assert kwargs == {key: value for key, value in spec.items() if key != "id"}
         # Forwarding to gymnasium.register with the same entry point is what the core does;

@@ -18,6 +18,7 @@ def make_head(seed: int = 0, **kwargs) -> BetaHead:
     return BetaHead(latent_dim=5, action_dim=3, **kwargs).double()
 
 
+@pytest.mark.slow
 def test_the_plugin_passes_the_conformance_checks() -> None:
     # SAC + sac_entropy + identity on Pendulum-v1: trained, predict in bounds, saved, loaded in a fresh process
     (report,) = check_plugin("beta")

@@ -60,7 +60,7 @@ class Setup:
         outputs = {"mean": ctx.sample.params["mean"], "log_std": ctx.sample.params["log_std"]}
         params = self.actor_params()
         grads = th.autograd.grad(loss, [*outputs.values(), *params])
-        return loss.detach(), dict(zip(outputs, grads[:2])), list(grads[2:])
+        return loss.detach(), dict(zip(outputs, grads[:2], strict=True)), list(grads[2:])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -74,7 +74,7 @@ def test_closed_form_equals_sac_entropy_in_value_and_gradient(seed: int, postpro
         assert th.allclose(out_grads[name], ref_out_grads[name], rtol=0.0, atol=1e-8), name
         assert (out_grads[name] - ref_out_grads[name]).abs().max().item() < 1e-12
     # ... and so the actor's weights receive the same gradient, through the log-std clamp too
-    for got, want in zip(weight_grads, ref_weight_grads):
+    for got, want in zip(weight_grads, ref_weight_grads, strict=True):
         assert th.allclose(got, want, rtol=0.0, atol=1e-8)
 
 
@@ -82,7 +82,7 @@ def test_state_independent_std_gets_the_same_gradient() -> None:
     setup = Setup(7, Tanh, state_dependent_std=False)
     _, _, weight_grads = setup.grads(SACEntropyClosedFormLoss())
     _, _, ref_weight_grads = setup.grads(SACEntropyLoss())
-    for got, want in zip(weight_grads, ref_weight_grads):
+    for got, want in zip(weight_grads, ref_weight_grads, strict=True):
         assert th.allclose(got, want, rtol=0.0, atol=1e-8)
 
 

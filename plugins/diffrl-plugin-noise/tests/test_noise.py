@@ -30,12 +30,15 @@ class RecordActions(gym.Wrapper):
         return super().step(action)
 
 
+@pytest.mark.slow
 def test_the_plugin_passes_the_conformance_checks() -> None:
     reports = check_plugin("noise", kwargs={"gaussian_noise": {"sigma": 0.2}, "ou_noise": {"sigma": 0.2}})
     assert sorted(r.config["policy"]["postprocess"] for r in reports) == ["gaussian_noise", "ou_noise"]
 
 
-@pytest.mark.parametrize("post,kwargs", [("gaussian_noise", {"sigma": 0.1}), ("ou_noise", {"sigma": 0.1, "theta": 0.15})])
+@pytest.mark.parametrize(
+    "post,kwargs", [("gaussian_noise", {"sigma": 0.1}), ("ou_noise", {"sigma": 0.1, "theta": 0.15})]
+)
 def test_the_buffer_stores_the_noisy_action_the_env_received(post: str, kwargs: dict) -> None:
     recorder = RecordActions(gym.make("Pendulum-v1"))
     env = DummyVecEnv([lambda: recorder])
