@@ -35,6 +35,11 @@ class Provenance:
     version: str | None = None
     builtin: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, as saved with a model and in a run's ``versions``."""
+        return {"plugin": self.plugin, "distribution": self.distribution, "version": self.version,
+                "builtin": self.builtin}
+
     def describe(self) -> str:
         if self.builtin:
             return f"built-in plugin {self.plugin!r}"

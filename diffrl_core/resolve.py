@@ -78,8 +78,7 @@ class ResolvedComponent:
         return f"{self.name!r} ({self.registration.provenance.describe()}{former})"
 
     def provenance(self) -> dict[str, Any]:
-        p = self.registration.provenance
-        return {"plugin": p.plugin, "distribution": p.distribution, "version": p.version, "builtin": p.builtin}
+        return self.registration.provenance.as_dict()
 
 
 @dataclass(frozen=True)

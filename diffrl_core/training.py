@@ -73,8 +73,7 @@ def _env_provenance(env_id: str, host: PluginHost) -> dict[str, Any] | None:
     registry = host.registry("envs")
     if env_id not in registry:
         return None
-    p = registry.get(env_id).provenance
-    return {"plugin": p.plugin, "distribution": p.distribution, "version": p.version, "builtin": p.builtin}
+    return registry.get(env_id).provenance.as_dict()
 
 
 def start_run(config: Config, run_dir: Path, name: str, bar: bool, host: PluginHost) -> int:
