@@ -110,6 +110,7 @@ def make_config(loss: str, alpha: float, total_timesteps: int, seed: int, k: flo
             "head_kwargs": {"state_dependent_std": False, "log_std_init": math.log(1.0 / 3.0)},
             "losses": [{"name": loss}],
             "postprocess": "clip",
+            "raw_log_prob": True,  # the Gaussian's own log-prob: the one the closed-form optimum is about
             "n_critics": 1,
         },
         "algo_kwargs": {
@@ -144,7 +145,8 @@ def train_variant(loss: str, alpha: float, total_timesteps: int, seed: int = 0, 
     def record(step: int) -> None:
         actor = model.actor
         with th.no_grad():
-            mean, log_std = actor.head.params(actor.latent(obs))
+            params = actor.head.params(actor.latent(obs))
+            mean, log_std = params["mean"], params["log_std"]
             # normalized -> env units (SB3's unscale is linear); clip is inactive at the mean
             sigma = (log_std.exp() * half_range).mean(dim=0)
             error = (mean.cpu() * half_range + centre - optimal).abs().max()

@@ -11,6 +11,14 @@ Conventions (the same for every component):
   mapping, so the buffer always holds the action the critic should learn on.
 - A **loss term** receives an :class:`ActorLossContext` once per actor update and returns a
   scalar; the actor loss is the weighted sum of the configured terms, in config order.
+- **Log-probs are of the normalized action.** A head's log-prob is the density of its raw
+  action; the log-prob that loss terms and SAC see (``ctx.log_prob``, SAC's entropy tuning
+  and soft Q-target) is the density of the normalized action, by change of variables
+  through the post-processor's :meth:`PostProcessor.log_abs_det_jacobian` (as
+  ``torch.distributions.TransformedDistribution`` does). A post-processor without one
+  (``clip``, exploration noise, dead zones) cannot follow a head whose log-prob is needed,
+  unless it is the identity on the head's actions (``clip`` after a bounded head) or the
+  config opts in with ``policy.raw_log_prob: true``.
 
 Components are constructed with their config kwargs (``head_kwargs``, ``postprocess_kwargs``,
 ``losses[i].kwargs``); a saved model stores names and kwargs, never the classes.
@@ -98,11 +106,22 @@ class PostProcessor(nn.Module, ABC):
     It must be differentiable where the loss terms need it: the actor loss evaluates the
     critic at ``postprocessor(raw)``, the same action the replay buffer stores.
 
+    What it does to the density (see the module's conventions) is declared by two class
+    attributes: a ``bijective`` post-processor implements :meth:`log_abs_det_jacobian`; one
+    that is ``identity_when_bounded`` leaves raw actions in ``[-1, 1]`` unchanged. Neither
+    (the default) means the log-prob of the normalized action is unknown.
+
     :param action_space: the env's action space
     """
 
     #: accepts raw actions outside ``[-1, 1]`` (if False, only ``bounded`` heads fit)
     accepts_unbounded: ClassVar[bool] = True
+    #: ``forward(raw, explore=False)`` is a smooth bijection (onto its image) with the
+    #: log-abs-det-Jacobian :meth:`log_abs_det_jacobian`
+    bijective: ClassVar[bool] = False
+    #: ``forward(raw, explore=False)`` returns raw actions in ``[-1, 1]`` unchanged (``clip``
+    #: does): after a ``bounded`` head it is the identity, and the head's log-prob stands
+    identity_when_bounded: ClassVar[bool] = False
 
     def __init__(self, action_space: spaces.Box) -> None:
         super().__init__()
@@ -117,6 +136,23 @@ class PostProcessor(nn.Module, ABC):
             a post-processor may add exploration here, and the buffer then stores it
         """
 
+    def log_abs_det_jacobian(self, raw_actions: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """``log |det d actions / d raw_actions|`` per row, shape ``(batch,)``: bijective post-processors only.
+
+        The log-prob of the normalized action is then ``head log-prob - log_abs_det_jacobian``.
+
+        :param raw_actions: the head's raw actions
+        :param actions: ``self(raw_actions)`` (``explore=False``), passed so it is not recomputed
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} declares bijective = True but does not implement log_abs_det_jacobian"
+        )
+
+    @classmethod
+    def keeps_log_prob(cls, head: type[ActorHead]) -> bool:
+        """Whether the log-prob of the normalized action is known after ``head`` (see the class attributes)."""
+        return cls.bijective or (cls.identity_when_bounded and head.bounded)
+
     @classmethod
     def check_head(cls, head: type[ActorHead]) -> str | None:
         """Why this post-processor cannot follow ``head``, or None if it can."""
@@ -126,13 +162,45 @@ class PostProcessor(nn.Module, ABC):
 
 
 @dataclass
+class ActionSample:
+    """A head sample carried through the post-processor: what the actor loss works with.
+
+    :param head: the head's reparameterized sample (raw actions, their log-prob, parameters)
+    :param actions: the normalized actions the critic sees, differentiable
+    :param log_prob: the log-density of ``actions``, shape ``(batch,)``: the head's log-prob
+        minus the post-processor's log-abs-det-Jacobian (or the head's own log-prob where the
+        post-processor keeps it, or the config opted in to the raw one); None for heads
+        without a log-prob
+    """
+
+    head: HeadSample
+    actions: th.Tensor
+    log_prob: th.Tensor | None
+
+
+def postprocess_sample(sample: HeadSample, postprocessor: PostProcessor) -> ActionSample:
+    """Carry a head sample through the post-processor (``explore=False``), with its log-prob.
+
+    The log-prob becomes that of the normalized action when the post-processor is bijective
+    (change of variables); otherwise the head's log-prob is passed on as it is, which the
+    composition allows only where it is exact (``identity_when_bounded`` after a bounded
+    head) or where the config opted in to the raw log-prob.
+    """
+    actions = postprocessor(sample.actions)
+    log_prob = sample.log_prob
+    if log_prob is not None and postprocessor.bijective:
+        log_prob = log_prob - postprocessor.log_abs_det_jacobian(sample.actions, actions)
+    return ActionSample(sample, actions, log_prob)
+
+
+@dataclass
 class ActorLossContext:
     """Everything an actor loss term may use, for one gradient step.
 
     :param batch: the replay buffer sample (``observations``, ``actions`` as stored in the
         buffer, normalized to ``[-1, 1]``, ``rewards``, ``next_observations``, ``dones``)
     :param sample: the head's reparameterized sample at ``batch.observations`` (raw actions,
-        log-prob, distribution parameters)
+        their log-prob, distribution parameters)
     :param actions: ``sample.actions`` after the post-processor: the normalized actions the
         critic sees, differentiable
     :param q_fn: the Q estimate the algorithm trains the actor on, a function of normalized
@@ -142,6 +210,8 @@ class ActorLossContext:
         evaluate the critic at other raw actions
     :param alpha: SAC's entropy coefficient (a tensor, fixed or tuned by SAC), None under TD3
     :param algo: ``"sac"`` or ``"td3"``
+    :param action_log_prob: the log-density of :attr:`actions`, shape ``(batch,)`` (see
+        :class:`ActionSample`); read it as :attr:`log_prob`
     """
 
     batch: ReplayBufferSamples
@@ -151,6 +221,7 @@ class ActorLossContext:
     postprocess: Callable[[th.Tensor], th.Tensor]
     alpha: th.Tensor | None
     algo: str
+    action_log_prob: th.Tensor | None = None
     _q_pi: th.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
@@ -162,9 +233,32 @@ class ActorLossContext:
         """The former name of :attr:`q_fn` (kept for plugins written against diffrl 0.1)."""
         return self.q_fn
 
+    @classmethod
+    def from_sample(
+        cls,
+        batch: ReplayBufferSamples,
+        sample: ActionSample,
+        q_fn: Callable[[th.Tensor], th.Tensor],
+        postprocess: Callable[[th.Tensor], th.Tensor],
+        alpha: th.Tensor | None,
+        algo: str,
+    ) -> ActorLossContext:
+        """The context of an :class:`ActionSample` (what ``ComposedActor.sample`` returns)."""
+        return cls(batch, sample.head, sample.actions, q_fn, postprocess, alpha, algo, sample.log_prob)
+
     @property
     def log_prob(self) -> th.Tensor:
-        """The sample's log-probability, shape ``(batch, 1)``."""
+        """The log-density of :attr:`actions` (the normalized actions the critic sees), shape ``(batch, 1)``."""
+        if self.action_log_prob is None:
+            raise RuntimeError(
+                "this context has no log-prob of the normalized actions: the head has none (a loss term that needs "
+                "it declares requires={'log_prob'}), or the context was built without action_log_prob"
+            )
+        return self.action_log_prob.reshape(-1, 1)
+
+    @property
+    def raw_log_prob(self) -> th.Tensor:
+        """The head's log-prob of its raw actions :attr:`sample.actions <HeadSample.actions>`, shape ``(batch, 1)``."""
         if self.sample.log_prob is None:
             raise RuntimeError("this head has no log-prob; the loss term should declare requires={'log_prob'}")
         return self.sample.log_prob.reshape(-1, 1)

@@ -87,6 +87,14 @@ class PolicyConfig(_Strict):
         default_factory=dict, description="keyword arguments of the post-processor"
     )
     n_critics: int = Field(2, ge=1, description="number of Q-networks")
+    raw_log_prob: bool = Field(
+        False,
+        description=(
+            "let SAC and loss terms that need a log-prob use the head's log-prob of its *raw* action after a "
+            "post-processor that is not bijective (`clip` after an unbounded head, dead zones): the entropy is then "
+            "that of the raw action, not of the action the critic sees. Refused where it changes nothing"
+        ),
+    )
 
 
 class EvalConfig(_Strict):

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from diffrl_core.config import Config
 from diffrl_core.errors import ConfigError, IncompatibleComponentsError, MissingComponentError, UnknownNameError
-from diffrl_core.kinds import ACTOR_HEADS, LOSS_TERMS, POSTPROCESSORS, Kind
+from diffrl_core.kinds import ACTOR_HEADS, LOSS_TERMS, POSTPROCESSORS, Kind, label
 from diffrl_core.registry import Registration, import_target
 
 if TYPE_CHECKING:
     from diffrl_core.components import ActorHead, LossTerm, PostProcessor
     from diffrl_core.plugins import PluginHost
 
-#: Version of the ``diffrl_components`` entry a saved model holds (1: names in ``policy_kwargs``).
-SAVED_FORMAT = 2
+#: Version of the ``diffrl_components`` entry a saved model holds (1: names in ``policy_kwargs``;
+#: 2: before ``raw_log_prob``, when the losses always saw the head's raw log-prob).
+SAVED_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ResolvedComponent:
     :param kwargs: its constructor's config kwargs
     :param weight: a loss term's weight in the actor loss
     :param requested: the name the config used (a former name, when it is an alias)
+    :param kwargs_key: where the kwargs came from (a config key), for error messages
     """
 
     registration: Registration
@@ -64,6 +66,7 @@ class ResolvedComponent:
     kwargs: Mapping[str, Any]
     weight: float = 1.0
     requested: str = ""
+    kwargs_key: str = "the config"
 
     @property
     def name(self) -> str:
@@ -80,6 +83,19 @@ class ResolvedComponent:
     def provenance(self) -> dict[str, Any]:
         return self.registration.provenance.as_dict()
 
+    def build(self, *args: Any) -> Any:
+        """The component, constructed with ``args`` and its config kwargs.
+
+        A constructor rejects a kwarg *value* by raising ``ValueError`` (or ``TypeError``);
+        it becomes a :class:`~diffrl_core.errors.ConfigError` naming the component and the
+        config key (exit 2 from the CLI, no traceback).
+        """
+        try:
+            return self.cls(*args, **self.kwargs)
+        except (ValueError, TypeError) as exc:
+            what = f"{label(self.registration.kind)} {self.describe()}"
+            raise ConfigError(f"{self.kwargs_key}: {what} rejected its kwargs {dict(self.kwargs)}: {exc}") from None
+
 
 @dataclass(frozen=True)
 class Composition:
@@ -89,12 +105,15 @@ class Composition:
     :param head: the actor head
     :param postprocessor: the post-processor
     :param loss_terms: the actor loss terms, in the order they are summed
+    :param raw_log_prob: the losses and SAC use the head's log-prob of its raw action, because
+        the post-processor does not say what it does to the density (``policy.raw_log_prob``)
     """
 
     algo: str
     head: ResolvedComponent
     postprocessor: ResolvedComponent
     loss_terms: tuple[ResolvedComponent, ...]
+    raw_log_prob: bool = False
 
     @property
     def head_class(self) -> type[ActorHead]:
@@ -106,7 +125,7 @@ class Composition:
 
     def build_loss_terms(self) -> list[tuple[str, float, LossTerm]]:
         """``(name, weight, term)`` of each loss term, built with its kwargs."""
-        return [(term.name, term.weight, term.cls(**term.kwargs)) for term in self.loss_terms]
+        return [(term.name, term.weight, term.build()) for term in self.loss_terms]
 
     def provenance(self) -> dict[str, dict[str, dict[str, Any]]]:
         """kind -> name -> which plugin and distribution provided it."""
@@ -124,6 +143,7 @@ class Composition:
             "head": {"name": self.head.name, "kwargs": dict(self.head.kwargs)},
             "postprocess": {"name": self.postprocessor.name, "kwargs": dict(self.postprocessor.kwargs)},
             "losses": [{"name": t.name, "weight": t.weight, "kwargs": dict(t.kwargs)} for t in self.loss_terms],
+            "raw_log_prob": self.raw_log_prob,
             "provenance": self.provenance(),
         }
 
@@ -175,7 +195,7 @@ def resolve_composition(config: Config, host: PluginHost) -> Composition:
     :raises IncompatibleComponentsError: naming both components and why
     """
     head, post, losses = named_components(config)
-    return _resolve(config.algo, head, post, losses, host)
+    return _resolve(config.algo, head, post, losses, host, config.policy.raw_log_prob)
 
 
 def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
@@ -196,12 +216,15 @@ def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
         return NamedComponent(spec["name"], spec.get("kwargs", {}), float(spec.get("weight", 1.0)),
                               "the saved model", "the saved model")
 
+    # before format 3 the losses always saw the head's raw log-prob: keep what the model trained with
+    raw_log_prob = saved.get("raw_log_prob") if saved["format"] >= 3 else None
     return _resolve(saved["algo"], named(saved["head"]), named(saved["postprocess"]),
-                    [named(spec) for spec in saved["losses"]], host)
+                    [named(spec) for spec in saved["losses"]], host, raw_log_prob)
 
 
 def _resolve(algo: str, head: NamedComponent, post: NamedComponent, losses: Sequence[NamedComponent],
-             host: PluginHost) -> Composition:
+             host: PluginHost, raw_log_prob: bool | None) -> Composition:
+    """``raw_log_prob=None``: a model saved before format 3, opted in wherever it is needed."""
     composition = Composition(
         algo,
         _resolve_one(ACTOR_HEADS, head, host, fixed_args=2),  # (latent_dim, action_dim)
@@ -209,7 +232,7 @@ def _resolve(algo: str, head: NamedComponent, post: NamedComponent, losses: Sequ
         tuple(_resolve_one(LOSS_TERMS, loss, host, fixed_args=0) for loss in losses),
     )
     _check_compatible(composition, losses)
-    return composition
+    return _check_log_prob(composition, losses, raw_log_prob)
 
 
 def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost, fixed_args: int) -> ResolvedComponent:
@@ -224,7 +247,7 @@ def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost, fixed_args
             f"not a subclass of diffrl_core.components.{base.__name__}"
         )
     _check_kwargs(cls, kind, registration, named.kwargs, named.kwargs_key, fixed_args)
-    return ResolvedComponent(registration, cls, dict(named.kwargs), named.weight, named.name)
+    return ResolvedComponent(registration, cls, dict(named.kwargs), named.weight, named.name, named.kwargs_key)
 
 
 def _check_kwargs(cls: type, kind: Kind, registration: Registration, kwargs: Mapping[str, Any], key: str,
@@ -264,6 +287,38 @@ def _check_compatible(composition: Composition, losses: Sequence[NamedComponent]
                 f"loss term {term.describe()} in {named.name_key} cannot train "
                 f"{head_text} under algo {algo!r}: it {reason}."
             )
+
+
+def log_prob_users(composition: Composition, losses: Sequence[NamedComponent]) -> list[str]:
+    """What in the composition reads the log-prob of the actions (SAC itself, loss terms needing it)."""
+    users = ["algo 'sac' (its soft Q-target and entropy tuning)"] if composition.algo == "sac" else []
+    users += [f"loss term {term.name!r} ({named.name_key})"
+              for named, term in zip(losses, composition.loss_terms, strict=True) if "log_prob" in term.cls.requires]
+    return users
+
+
+def _check_log_prob(composition: Composition, losses: Sequence[NamedComponent], raw_log_prob: bool | None
+                    ) -> Composition:
+    """A log-prob that is needed must be that of the normalized action, unless the config opts in to the raw one."""
+    head, post = composition.head, composition.postprocessor
+    users = log_prob_users(composition, losses)
+    unknown = bool(users) and head.cls.has_log_prob and not post.cls.keeps_log_prob(head.cls)
+    if raw_log_prob is None:  # a model saved before format 3
+        raw_log_prob = unknown
+    if unknown and not raw_log_prob:
+        raise IncompatibleComponentsError(
+            f"post-processor {post.describe()} is not bijective (it does not declare a log-abs-det-Jacobian), so "
+            f"after head {head.describe()} the log-prob of the actions the critic sees is unknown, and "
+            f"{' and '.join(users)} need(s) it. Use a bijective post-processor such as 'tanh' (the exact log-prob, "
+            "by change of variables), or a bounded head such as 'squashed_gaussian' (then 'clip' and the "
+            "exploration-noise post-processors leave its log-prob exact), or set policy.raw_log_prob: true to "
+            "use the head's log-prob of its raw action (the entropy is then that of the raw action)."
+        )
+    if raw_log_prob and not unknown:
+        reason = ("nothing in it reads a log-prob" if not users or not head.cls.has_log_prob
+                  else f"post-processor {post.describe()} gives the exact log-prob of the normalized action")
+        raise ConfigError(f"policy.raw_log_prob: true has no effect on this composition ({reason}): remove it")
+    return replace(composition, raw_log_prob=raw_log_prob)
 
 
 def check_action_space(composition: Composition, action_space: Any, env_id: str) -> None:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, cast
 from gymnasium import spaces
 
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR
+from diffrl_core.conformance import FALSE_ALARM_RATE, PROPERTIES, ConformanceError, fail
 from diffrl_core.errors import DiffRLError, PluginLoadError
 from diffrl_core.gradcheck import GradcheckResult, check_gradients
 from diffrl_core.kinds import ACTOR_HEADS, COMPONENT_KINDS, KINDS, LOSS_TERMS, POSTPROCESSORS
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
 __all__ = [
+    "FALSE_ALARM_RATE",
+    "PROPERTIES",
     "ConformanceError",
     "ConformanceReport",
     "GradcheckResult",
@@ -81,10 +84,6 @@ DEFAULT_ENV = "Pendulum-v1"
 _TEMPORARY: dict[str, str | None] = {}
 
 
-class ConformanceError(AssertionError):
-    """A component does not behave as a diffrl component must (a test failure)."""
-
-
 @dataclass
 class ConformanceReport:
     """What a conformance check did, for a composition that passed.
@@ -96,6 +95,8 @@ class ConformanceReport:
     :param observations: the observations the predictions were made on
     :param actions: the deterministic env actions for ``observations`` (before saving)
     :param reloaded: whether the saved model was loaded and compared in a fresh process
+    :param unchecked: properties that could not be checked for this composition, and why
+        (each also raised as a :class:`~diffrl_core.conformance.UncheckedWarning`)
     """
 
     label: str
@@ -105,6 +106,7 @@ class ConformanceReport:
     observations: list[Any] = field(repr=False)
     actions: list[Any] = field(repr=False)
     reloaded: bool = False
+    unchecked: list[str] = field(default_factory=list)
 
 
 # -- plugins for the duration of a test ---------------------------------------------------------
@@ -400,7 +402,8 @@ def check_compositions(
                 raise ConformanceError(f"{label}: composing failed: {exc}") from exc
             _train_and_check(model, parsed, steps, label)
             obs = _observations(parsed)
-            _check_components(model, obs, label)
+            unchecked = _check_components(model, parsed, obs, label)
+            _check_loss_terms(model, label)
             actions = _check_predict(model, obs, label)
             path = str(Path(tmp) / f"model_{i}.zip")
             model.save(path)
@@ -409,7 +412,8 @@ def check_compositions(
             env.close()
             saved.append((path, obs.tolist(), actions.tolist()))
             reports.append(
-                ConformanceReport(label, config, steps, int(model._n_updates), obs.tolist(), actions.tolist())
+                ConformanceReport(label, config, steps, int(model._n_updates), obs.tolist(), actions.tolist(),
+                                  unchecked=unchecked)
             )
         if fresh_process:
             reloaded = _load_in_fresh_process([(path, obs) for path, obs, _ in saved])
@@ -516,60 +520,115 @@ def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
     return first
 
 
-def _check_components(model: BaseAlgorithm, obs: Any, label: str) -> None:
+def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -> list[str]:
+    """The head's and the post-processor's declarations and math (:mod:`diffrl_core.conformance`).
+
+    :return: the properties that could not be checked
+    """
     import numpy as np
     import torch as th
 
+    from diffrl_core import conformance
+
+    unchecked: list[str] = []
     actor = cast(Any, model).actor
     head, post = actor.head, actor.postprocessor
-    name = f"{label}: head {type(head).__name__}"
+    name = f"{label}: actor head {config.head!r} ({type(head).__name__})"
     with th.no_grad():
         latent = actor.latent(th.as_tensor(np.repeat(obs, 20, axis=0), device=model.device))
         raw = {det: head(latent, deterministic=det) for det in (True, False)}
         sample = head.sample(latent)
     for det, actions in raw.items():
         if tuple(actions.shape) != (latent.shape[0], head.action_dim):
-            raise ConformanceError(f"{name}: forward(deterministic={det}) returned shape {tuple(actions.shape)}, "
-                                   f"expected {(latent.shape[0], head.action_dim)}")
+            raise fail(name, "declarations", f"forward(deterministic={det}) returned shape {tuple(actions.shape)}, "
+                                             f"expected {(latent.shape[0], head.action_dim)}")
     if tuple(sample.actions.shape) != tuple(raw[True].shape):
-        raise ConformanceError(
-            f"{name}: sample().actions has shape {tuple(sample.actions.shape)}, expected {tuple(raw[True].shape)}"
-        )
+        raise fail(name, "declarations", f"sample().actions has shape {tuple(sample.actions.shape)}, expected "
+                                         f"{tuple(raw[True].shape)}")
     if head.bounded:
         drawn = (("forward(deterministic=True)", raw[True]), ("forward()", raw[False]), ("sample()", sample.actions))
         for what, actions in drawn:
             if actions.abs().max() > 1.0 + 1e-6:
-                raise ConformanceError(
-                    f"{name} declares bounded = True but {what} returned raw actions outside [-1, 1]"
-                )
+                raise fail(name, "declarations", f"it declares bounded = True but {what} returned raw actions "
+                                                 "outside [-1, 1]")
     _check_reparameterized(head, latent, name)
     if head.has_log_prob:
         lp = sample.log_prob
         if lp is None or tuple(lp.shape) != (latent.shape[0],) or not bool(th.isfinite(lp).all()):
             got = None if lp is None else (tuple(lp.shape), "finite" if bool(th.isfinite(lp).all()) else "not finite")
-            raise ConformanceError(f"{name} declares has_log_prob = True: sample().log_prob must be finite with "
-                                   f"shape ({latent.shape[0]},), got {got}")
+            raise fail(name, "declarations", f"it declares has_log_prob = True: sample().log_prob must be finite with "
+                                             f"shape ({latent.shape[0]},), got {got}")
     elif sample.log_prob is not None:
-        raise ConformanceError(f"{name} declares has_log_prob = False but sample() returned a log-prob")
+        raise fail(name, "declarations", "it declares has_log_prob = False but sample() returned a log-prob")
+    conformance.check_deterministic(lambda: head(latent, deterministic=True), name, "forward(deterministic=True)")
     if head.stochastic:
         with th.no_grad():
             again = head(latent, deterministic=False)
         if th.equal(again, raw[False]):
-            raise ConformanceError(f"{name} declares stochastic = True but two samples are identical")
-    with th.no_grad():
-        if not th.equal(head(latent, deterministic=True), raw[True]):
-            raise ConformanceError(f"{name}: forward(deterministic=True) is not repeatable")
-        post_name = f"{label}: post-processor {type(post).__name__}"
-        inputs = [raw[False], sample.actions]
-        if post.accepts_unbounded:  # raw actions beyond [-1, 1], as an unbounded head gives
-            inputs.append(3.0 * th.randn_like(raw[False]))
+            raise fail(name, "declarations", "it declares stochastic = True but two samples are identical")
+        conformance.check_same_distribution(head, latent, name)
+        if head.has_log_prob:
+            conformance.check_density(head, latent, name)
+            if not conformance.check_log_prob_gradient(head, latent, name):
+                unchecked.append(f"{name}: {PROPERTIES['log_prob_gradient']} (implicit reparameterization)")
+    else:
+        with th.no_grad():
+            sampled = head.sample(latent).actions
+        for what, actions in (("forward(deterministic=False)", raw[False]), ("sample().actions", sampled)):
+            if not th.allclose(actions, raw[True], rtol=1e-5, atol=1e-6):
+                raise fail(name, "same_distribution", f"it declares stochastic = False but {what} differs from "
+                                                      "forward(deterministic=True)")
+
+    post_name = f"{label}: post-processor {config.policy.postprocess!r} ({type(post).__name__})"
+    conformance.check_postprocessor(post, head.action_dim, post_name)
+    with th.no_grad():  # and on what this head actually emits
         for explore in (False, True):
-            for actions in inputs:
+            for actions in (raw[False], sample.actions):
                 out = post(actions, explore=explore)
                 normalized = bool(th.isfinite(out).all()) and out.abs().max() <= 1.0 + 1e-6
                 if tuple(out.shape) != tuple(actions.shape) or not normalized:
-                    raise ConformanceError(f"{post_name}: forward(explore={explore}) must return finite normalized "
-                                           f"actions in [-1, 1] of the input's shape")
+                    raise fail(post_name, "bounds", f"forward(explore={explore}) must return finite normalized "
+                                                    "actions in [-1, 1] of the input's shape for the head's actions")
+    return unchecked
+
+
+def _check_loss_terms(model: BaseAlgorithm, label: str) -> None:
+    """Property (c) for each loss term, on a replay-buffer batch, with the context training builds."""
+    import torch as th
+
+    from diffrl_core import conformance
+    from diffrl_core.components import ActorLossContext
+
+    algo = cast(Any, model)
+    actor = algo.actor
+    replay_buffer = algo.replay_buffer
+    with _seeded_rng():
+        batch = replay_buffer.sample(32, env=algo._vec_normalize_env)
+        observations = batch.observations
+        sample = actor.sample(observations)
+    alpha = algo.entropy_coefficient() if algo.composition.algo == "sac" else None
+    ctx = ActorLossContext.from_sample(batch, sample, algo.actor_q_fn(observations), actor.postprocessor, alpha,
+                                       algo.composition.algo)
+    parameters = [p for p in actor.parameters() if p.requires_grad]
+    for name, _, term in algo._loss_terms:
+        with th.enable_grad():
+            term_name = f"{label}: loss term {name!r} ({type(term).__name__})"
+            conformance.check_loss_gradient(term, ctx, parameters, term_name)
+
+
+@contextmanager
+def _seeded_rng(seed: int = 0) -> Iterator[None]:
+    import numpy as np
+
+    from diffrl_core.conformance import seeded
+
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with seeded(seed):
+            yield
+    finally:
+        np.random.set_state(state)
 
 
 def _check_reparameterized(head: Any, latent: Any, name: str) -> None:

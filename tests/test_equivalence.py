@@ -66,6 +66,28 @@ def test_squashed_gaussian_sac_entropy_equals_sb3_sac(ent_coef) -> None:
     assert max_abs_difference(composed.actor, untrained.actor) > 1e-3
 
 
+def sac_config(head: str, postprocess: str, ent_coef: str | float = "auto") -> dict:
+    return {
+        "env": "Pendulum-v1",
+        "algo": "sac",
+        "policy": {"net_arch": NET_ARCH, "head": head, "losses": [{"name": "sac_entropy"}], "postprocess": postprocess},
+        "algo_kwargs": dict(HYPERPARAMETERS, ent_coef=ent_coef),
+        "seed": 0,
+    }
+
+
+def test_gaussian_then_tanh_is_sacs_squashed_gaussian() -> None:
+    """The tanh post-processor's log-abs-det-Jacobian makes an unsquashed head + tanh SAC's squashed actor."""
+    squashed = make_model(sac_config("squashed_gaussian", "identity"), env=make_vec_env("Pendulum-v1"))
+    squashed.learn(STEPS)
+    composed = make_model(sac_config("gaussian", "tanh"), env=make_vec_env("Pendulum-v1"))
+    composed.learn(STEPS)
+    assert composed._n_updates == squashed._n_updates >= 500
+    assert max_abs_difference(composed.actor, squashed.actor) <= 1e-6
+    assert max_abs_difference(composed.critic, squashed.critic) <= 1e-6
+    assert abs(composed.log_ent_coef.item() - squashed.log_ent_coef.item()) <= 1e-6
+
+
 def test_deterministic_q_value_equals_sb3_td3() -> None:
     noise = dict(mean=np.zeros(1), sigma=0.1 * np.ones(1))
     reference = TD3(

@@ -1,12 +1,18 @@
 """The built-in post-processors: raw head output -> normalized action in ``[-1, 1]``.
 
 stable-baselines3 then rescales the normalized action to ``[low, high]`` for the env and
-stores the normalized one in the replay buffer.
+stores the normalized one in the replay buffer. Each declares what it does to the density
+(:class:`~diffrl_core.components.PostProcessor`): ``identity`` and ``tanh`` are bijective,
+``clip`` is the identity on ``[-1, 1]`` and so keeps a bounded head's log-prob.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch as th
+from gymnasium import spaces
+from torch.nn import functional as F
 
 from diffrl_core.components import PostProcessor
 
@@ -16,13 +22,18 @@ class Identity(PostProcessor):
 
     stable-baselines3 then rescales it for the env (``unscale_action``), as it does with
     the output of its own squashed actors. Registered as ``identity``; ``unscale``, its
-    former name, still resolves to it.
+    former name, still resolves to it. The log-abs-det-Jacobian is zero.
     """
 
     accepts_unbounded = False
+    bijective = True
+    identity_when_bounded = True
 
     def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
         return raw_actions
+
+    def log_abs_det_jacobian(self, raw_actions: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return raw_actions.new_zeros(raw_actions.shape[:-1])
 
 
 class Clip(PostProcessor):
@@ -31,7 +42,14 @@ class Clip(PostProcessor):
     Unlike stable-baselines3's unsquashed branch (which clips to ``[low, high]`` and treats
     the raw output as an env action), the clipped action is the one the critic sees and the
     buffer stores, so the critic and the env agree. The gradient is zero outside the bounds.
+
+    Not bijective: every raw action beyond a bound becomes that bound, so the normalized
+    action has no density there. After a bounded head it changes nothing and the head's
+    log-prob stands; after an unbounded head a log-prob is only available by opting in to
+    the raw one (``policy.raw_log_prob``); ``tanh`` gives the exact one.
     """
+
+    identity_when_bounded = True
 
     def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
         return raw_actions.clamp(-1.0, 1.0)
@@ -40,10 +58,29 @@ class Clip(PostProcessor):
 class Tanh(PostProcessor):
     """Squash raw actions with tanh (then stable-baselines3 rescales them), for unbounded heads.
 
-    A log-prob from the head is that of the raw (pre-tanh) action: the entropy term then
-    regularizes the unsquashed distribution. For the exact squashed log-prob use the
-    ``squashed_gaussian`` head with ``unscale``.
+    Bijective: the log-prob of the normalized action ``y = tanh(x)`` is the head's log-prob
+    minus ``sum_i log(1 - y_i^2 + epsilon)``. With the default ``epsilon`` that is exactly
+    stable-baselines3's correction in ``SquashedDiagGaussianDistribution``, so ``gaussian`` +
+    ``tanh`` is SAC's squashed Gaussian (``squashed_gaussian`` + ``identity``) to the bit.
+
+    :param action_space: the env's action space
+    :param epsilon: added inside the log so that it stays finite where ``tanh`` rounds to
+        ``±1`` in float32 (stable-baselines3's value); ``0`` uses the exact form
+        ``2 (log 2 - x - softplus(-2 x))``, finite for every ``x``
     """
+
+    bijective = True
+
+    def __init__(self, action_space: spaces.Box, epsilon: float = 1e-6) -> None:
+        super().__init__(action_space)
+        if not (isinstance(epsilon, (int, float)) and 0.0 <= epsilon < 1.0):
+            raise ValueError(f"epsilon must be a number in [0, 1), got {epsilon!r}")
+        self.epsilon = float(epsilon)
 
     def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
         return th.tanh(raw_actions)
+
+    def log_abs_det_jacobian(self, raw_actions: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        if self.epsilon > 0.0:
+            return th.log(1.0 - actions**2 + self.epsilon).sum(dim=-1)
+        return (2.0 * (math.log(2.0) - raw_actions - F.softplus(-2.0 * raw_actions))).sum(dim=-1)

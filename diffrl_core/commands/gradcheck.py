@@ -8,7 +8,8 @@ import click
 @click.command("gradcheck")
 @click.argument("loss_terms", nargs=-1, metavar="[LOSS_TERM]...")
 @click.option("--head", default="gaussian", show_default=True,
-              help="Actor head whose mean and log-std are the parameters differentiated.")
+              help="Actor head whose distribution parameters (the tensors its params(latent) method "
+                   "returns, e.g. mean and log_std for gaussian, alpha and beta for beta) are differentiated.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Number of random float64 contexts (seeds 0 .. N-1).")
 @click.option("--tolerance", type=click.FloatRange(min=0.0), default=1e-8, show_default=True,
@@ -21,18 +22,21 @@ def gradcheck(ctx: click.Context, loss_terms: tuple[str, ...], head: str, seeds:
 
     A term declares a closed-form gradient by overriding LossTerm.reference_loss with the
     same loss computed by plain autograd. For each term, the gradients of the term and of
-    its reference w.r.t. the head's mean and log-std are compared on random float64
-    inputs, and the max abs and relative error per parameter are printed. Without
+    its reference w.r.t. each of the head's distribution parameters (the dict its
+    params(latent) method returns, from which its sample() is computed) are compared on
+    random float64 inputs, with the tanh post-processor, and the max abs and relative error
+    per parameter (and of the loss value) are printed. Without
     LOSS_TERM, every registered term with a closed form is checked (terms that cannot
     train the head are skipped). Exit code 1 when any term disagrees beyond the tolerance.
     """
     from diffrl_core.errors import DiffRLError
-    from diffrl_core.gradcheck import check_gradients, format_results, has_closed_form
+    from diffrl_core.gradcheck import check_gradients, check_head, format_results, has_closed_form
     from diffrl_core.plugins import load_plugins
 
     host = load_plugins()
     registry = host.registry("loss_terms")
     host.registry("actor_heads").get(head, where="--head")  # unknown head: exit 2 before anything runs
+    check_head(head, host=host)  # a head without params(latent) -> dict of tensors: exit 2, not "skipped"
     names = list(loss_terms)
     explicit = bool(names)
     if not explicit:

@@ -13,7 +13,7 @@ what SB3 computes; the tests check that the trained parameters are equal.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +129,7 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
             # >>> diffrl: the head's sample (raw actions, log-prob, parameters) is kept for the loss terms
             # SB3: actions_pi, log_prob = self.actor.action_log_prob(replay_data.observations)
             # SB3: log_prob = log_prob.reshape(-1, 1)
-            sample, actions_pi = self.actor.sample(replay_data.observations)
+            sample = self.actor.sample(replay_data.observations)  # log-prob of the normalized actions
             log_prob = sample.log_prob.reshape(-1, 1)  # type: ignore[union-attr]
             # <<< diffrl
 
@@ -187,14 +187,9 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
             # SB3: min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
             # SB3: actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
             observations = replay_data.observations
-            ctx = ActorLossContext(
-                batch=replay_data,
-                sample=sample,
-                actions=actions_pi,
-                q_fn=partial(self._min_q, observations),
-                postprocess=self.actor.postprocessor,
-                alpha=ent_coef,
-                algo="sac",
+            ctx = ActorLossContext.from_sample(
+                replay_data, sample, q_fn=self.actor_q_fn(observations),
+                postprocess=self.actor.postprocessor, alpha=ent_coef, algo="sac",
             )
             actor_loss = self._actor_loss(ctx, logs)
             # <<< diffrl
@@ -227,6 +222,16 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
     def _min_q(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """SAC's Q estimate for the actor: the minimum over the critics, shape ``(batch, 1)``."""
         return th.min(th.cat(self.critic(observations, actions), dim=1), dim=1, keepdim=True)[0]
+
+    def actor_q_fn(self, observations: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
+        """The Q estimate the actor is trained on at ``observations`` (``ActorLossContext.q_fn``)."""
+        return partial(self._min_q, observations)
+
+    def entropy_coefficient(self) -> th.Tensor:
+        """SAC's current ``alpha`` (``ActorLossContext.alpha``), detached as ``train()`` uses it."""
+        if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+            return th.exp(self.log_ent_coef.detach())
+        return self.ent_coef_tensor
 
 
 class ComposedTD3(_ComposedAlgorithmMixin, TD3):
@@ -291,15 +296,9 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
                 # >>> diffrl: the weighted sum of the configured loss terms (q_value is SB3's line)
                 # SB3: actor_loss = -self.critic.q1_forward(replay_data.observations, self.actor(replay_data.observations)).mean()
                 observations = replay_data.observations
-                sample, actions_pi = self.actor.sample(observations)
-                ctx = ActorLossContext(
-                    batch=replay_data,
-                    sample=sample,
-                    actions=actions_pi,
-                    q_fn=partial(self.critic.q1_forward, observations),
-                    postprocess=self.actor.postprocessor,
-                    alpha=None,
-                    algo="td3",
+                ctx = ActorLossContext.from_sample(
+                    replay_data, self.actor.sample(observations), q_fn=self.actor_q_fn(observations),
+                    postprocess=self.actor.postprocessor, alpha=None, algo="td3",
                 )
                 actor_loss = self._actor_loss(ctx, logs)
                 # <<< diffrl
@@ -323,6 +322,10 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
         # >>> diffrl: one column per loss term
         self._record(logs)
         # <<< diffrl
+
+    def actor_q_fn(self, observations: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
+        """The Q estimate the actor is trained on at ``observations``: TD3's first critic."""
+        return partial(self.critic.q1_forward, observations)
 
 
 ALGORITHMS: dict[str, type[ComposedSAC] | type[ComposedTD3]] = {"sac": ComposedSAC, "td3": ComposedTD3}

@@ -20,11 +20,11 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-from diffrl_core.components import ActorHead, HeadSample, PostProcessor
+from diffrl_core.components import ActionSample, ActorHead, PostProcessor, postprocess_sample
 from diffrl_core.errors import DiffRLError
 
 if TYPE_CHECKING:
-    from diffrl_core.resolve import Composition
+    from diffrl_core.resolve import Composition, ResolvedComponent
 
 #: Activation functions a config may name (config strings are looked up, never evaluated).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -45,10 +45,8 @@ class ComposedActor(BasePolicy):
     :param net_arch: sizes of the hidden layers between features and head
     :param features_extractor: network to extract features
     :param features_dim: number of features
-    :param head_class: the actor head's class
-    :param head_kwargs: its config kwargs
-    :param postprocessor_class: the post-processor's class
-    :param postprocess_kwargs: its config kwargs
+    :param head: the resolved actor head (built here with its config kwargs)
+    :param postprocessor: the resolved post-processor
     :param activation_fn: activation function of the MLP
     :param normalize_images: whether to normalize images (dividing by 255.0)
     """
@@ -60,10 +58,8 @@ class ComposedActor(BasePolicy):
         net_arch: list[int],
         features_extractor: nn.Module,
         features_dim: int,
-        head_class: type[ActorHead],
-        head_kwargs: dict[str, Any],
-        postprocessor_class: type[PostProcessor],
-        postprocess_kwargs: dict[str, Any],
+        head: ResolvedComponent,
+        postprocessor: ResolvedComponent,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
         **_sb3_actor_kwargs: Any,  # SAC's use_sde, log_std_init, ...: not used by composed actors
@@ -82,8 +78,9 @@ class ComposedActor(BasePolicy):
         # seed gives the same initial weights.
         self.latent_pi = nn.Sequential(*create_mlp(features_dim, -1, net_arch, activation_fn))
         latent_dim = net_arch[-1] if len(net_arch) > 0 else features_dim
-        self.head = head_class(latent_dim, get_action_dim(action_space), **head_kwargs)
-        self.postprocessor = postprocessor_class(action_space, **postprocess_kwargs)
+        # a kwarg value a component rejects becomes a ConfigError naming it and its config key
+        self.head: ActorHead = head.build(latent_dim, get_action_dim(action_space))
+        self.postprocessor: PostProcessor = postprocessor.build(action_space)
 
     def latent(self, obs: PyTorchObs) -> th.Tensor:
         return self.latent_pi(self.extract_features(obs, self.features_extractor))
@@ -93,16 +90,15 @@ class ComposedActor(BasePolicy):
         raw_actions = self.head(self.latent(obs), deterministic=deterministic)
         return self.postprocessor(raw_actions, explore=not deterministic)
 
-    def sample(self, obs: PyTorchObs) -> tuple[HeadSample, th.Tensor]:
-        """A reparameterized head sample and its normalized actions, for the losses."""
-        sample = self.head.sample(self.latent(obs))
-        return sample, self.postprocessor(sample.actions)
+    def sample(self, obs: PyTorchObs) -> ActionSample:
+        """A reparameterized head sample, its normalized actions and their log-prob, for the losses."""
+        return postprocess_sample(self.head.sample(self.latent(obs)), self.postprocessor)
 
     def action_log_prob(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
-        """SAC's interface: normalized sampled actions and their log-prob."""
-        sample, actions = self.sample(obs)
+        """SAC's interface: normalized sampled actions and their log-prob (of the normalized actions)."""
+        sample = self.sample(obs)
         assert sample.log_prob is not None, "composition checks that SAC's head has a log-prob"
-        return actions, sample.log_prob
+        return sample.actions, sample.log_prob
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)
@@ -145,10 +141,8 @@ class _ComposedPolicyMixin:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)  # type: ignore[attr-defined]
         actor = ComposedActor(
             **actor_kwargs,
-            head_class=self.composition.head.cls,
-            head_kwargs=dict(self.composition.head.kwargs),
-            postprocessor_class=self.composition.postprocessor.cls,
-            postprocess_kwargs=dict(self.composition.postprocessor.kwargs),
+            head=self.composition.head,
+            postprocessor=self.composition.postprocessor,
         )
         return actor.to(self.device)  # type: ignore[attr-defined]
 

@@ -38,6 +38,9 @@ class BetaHead(ActorHead):
       (default) or its mode ``(alpha - 1) / (alpha + beta - 2)``, mapped to ``[-1, 1]``.
     - ``params`` of a sample: ``alpha``, ``beta`` (batch, action_dim) and ``entropy`` (batch,),
       the entropy of the raw action (``H(x) + log 2`` per dimension).
+    - :meth:`params` returns the distribution parameters ``{"alpha": ..., "beta": ...}``, and
+      the distribution is built from it only, so ``diffrl gradcheck --head beta`` can take
+      gradients w.r.t. the concentrations.
 
     :param latent_dim: size of the latent features
     :param action_dim: size of the action
@@ -59,10 +62,19 @@ class BetaHead(ActorHead):
         self.eps = eps
         self.concentrations = nn.Linear(latent_dim, 2 * action_dim)
 
+    def params(self, latent: th.Tensor) -> dict[str, th.Tensor]:
+        """The concentrations ``{"alpha": ..., "beta": ...}`` (``1 + softplus(...)``), each ``(batch, action_dim)``.
+
+        :meth:`distribution` (so ``sample()`` and ``forward()``) is built from this method
+        only (the contract ``diffrl gradcheck`` relies on: it differentiates w.r.t. these tensors).
+        """
+        alpha, beta = (1.0 + F.softplus(self.concentrations(latent))).chunk(2, dim=-1)
+        return {"alpha": alpha, "beta": beta}
+
     def distribution(self, latent: th.Tensor) -> th.distributions.Beta:
         """The Beta distribution of ``x = (a + 1) / 2`` for each row of ``latent``."""
-        alpha, beta = (1.0 + F.softplus(self.concentrations(latent))).chunk(2, dim=-1)
-        return th.distributions.Beta(alpha, beta)
+        params = self.params(latent)
+        return th.distributions.Beta(params["alpha"], params["beta"])
 
     def _clamp(self, x: th.Tensor) -> th.Tensor:
         # straight-through: the value is clamped, the gradient passes as if it were not

@@ -1,20 +1,29 @@
 """SAC's actor loss with a hand-written backward pass, and its detached-log-prob variant.
 
-For the ``gaussian`` head (``a = mu + sigma * eps``, ``sigma = exp(log_sigma)``, rsample) and
-the per-sample loss ``l = alpha * log pi(a | mu, sigma) - Q(post(a))`` the *total* derivatives
-(``a`` moves with ``mu`` and ``sigma``), per action dimension ``i``, are::
+For the ``gaussian`` head (``a = mu + sigma * eps``, ``sigma = exp(log_sigma)``, rsample), a
+post-processor ``y = post(a)`` and the per-sample loss ``l = alpha * log p(y) - Q(y)``, where
+``log p(y)`` is the log-density of the normalized action the critic sees (``ctx.log_prob``:
+the head's log-prob minus the post-processor's log-abs-det-Jacobian ``J(a) = log |det dy/da|``
+when it is bijective, e.g. ``J(a) = sum_i log(1 - tanh(a_i)^2 + epsilon)`` for ``tanh``; the
+head's own log-prob otherwise, e.g. ``clip``), the *total* derivatives (``a`` moves with
+``mu`` and ``sigma``), per action dimension ``i``, are::
 
+    log p(y) = log pi(a | mu, sigma) - J(a)
     log pi(a | mu, sigma) = sum_i [-0.5 log(2 pi) - log_sigma_i - eps_i^2 / 2]   # (a - mu) / sigma = eps
 
     dl / dmu_i        = -g_i
     dl / dlog_sigma_i = -alpha - g_i * sigma_i * eps_i
 
-with ``g = d Q(post(a)) / d a`` (the critic's action gradient, through the post-processor).
-The log-prob contributes nothing to ``dl/dmu`` and exactly ``-alpha`` to ``dl/dlog_sigma``:
-once ``a`` is reparameterized, ``log pi`` depends on ``mu`` not at all and on ``log_sigma``
-only through ``-log_sigma``. The batch loss is the mean over the batch, so each row's
-gradient is divided by the batch size. ``docs/gradients.md`` compares this with the seed
-document's formulas, which are the gradient of :class:`SACEntropyDetachedLoss` instead.
+with ``g = d/da [Q(post(a)) + alpha * J(a)]`` for a bijective post-processor, and
+``g = d Q(post(a)) / d a`` (the critic's action gradient through the post-processor) for
+one that is not (then ``J`` is absent from ``ctx.log_prob`` too). The Gaussian log-prob
+contributes nothing to ``dl/dmu`` and exactly ``-alpha`` to ``dl/dlog_sigma``: once ``a`` is
+reparameterized, ``log pi`` depends on ``mu`` not at all and on ``log_sigma`` only through
+``-log_sigma``. The Jacobian term ``-alpha * J(a)`` depends on ``mu`` and ``sigma`` only
+through ``a``, like ``-Q``, so it joins the critic's action gradient in ``g``. The batch loss
+is the mean over the batch, so each row's gradient is divided by the batch size.
+``docs/gradients.md`` compares this with the seed document's formulas, which are the
+gradient of :class:`SACEntropyDetachedLoss` instead.
 """
 
 from __future__ import annotations
@@ -23,17 +32,18 @@ from typing import Any
 
 import torch as th
 
-from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, LossTerm
+from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, LossTerm, PostProcessor
 from diffrl_plugin_gaussian.heads import GaussianHead
 
 
 class _SACEntropyClosedForm(th.autograd.Function):
-    """``mean(alpha * log pi(a) - Q(post(a)))`` as a function of ``(mean, log_std)``, backward by hand.
+    """``mean(alpha * log p(post(a)) - Q(post(a)))`` as a function of ``(mean, log_std)``, backward by hand.
 
-    The critic's action gradient ``g`` is computed in :meth:`forward`, on a detached copy of
-    the raw action, with :func:`torch.autograd.grad` restricted to that copy: no gradient
-    reaches the critic's parameters and the critic's graph is freed before ``forward``
-    returns. Only ``g`` (and ``sigma * eps``) are kept for :meth:`backward`.
+    ``g = d/da [Q(post(a)) + alpha * J(a)]`` (``J``: the post-processor's
+    log-abs-det-Jacobian, when it is bijective) is computed in :meth:`forward`, on a detached
+    copy of the raw action, with :func:`torch.autograd.grad` restricted to that copy: no
+    gradient reaches the critic's parameters and the critic's graph is freed before
+    ``forward`` returns. Only ``g`` (and ``sigma * eps``) are kept for :meth:`backward`.
     """
 
     @staticmethod
@@ -47,25 +57,34 @@ class _SACEntropyClosedForm(th.autograd.Function):
     ) -> th.Tensor:
         std = log_std.exp()
         raw = mean + std * noise  # the same rsample the head computed
-        # The value, computed as the head and sac_entropy compute it (so it is equal to it)
-        log_prob = th.distributions.Normal(mean, std).log_prob(raw).sum(dim=-1, keepdim=True)
+        # The value, computed as the head, postprocess_sample and sac_entropy compute it (so it is equal to it)
+        log_prob = th.distributions.Normal(mean, std).log_prob(raw).sum(dim=-1)
+        post = loss_ctx.postprocess
+        bijective = isinstance(post, PostProcessor) and post.bijective  # as postprocess_sample decides
         with th.enable_grad():
             raw_leaf = raw.detach().requires_grad_(True)
             # through the post-processor, so tanh / clip are differentiated as sac_entropy does
-            q = loss_ctx.q_fn(loss_ctx.postprocess(raw_leaf))
-            (q_grad,) = th.autograd.grad(q.sum(), raw_leaf)
+            actions = post(raw_leaf)
+            q = loss_ctx.q_fn(actions)
+            objective = q.sum()
+            if bijective:
+                assert isinstance(post, PostProcessor)
+                ladj = post.log_abs_det_jacobian(raw_leaf, actions)
+                objective = objective + (alpha * ladj).sum()
+                log_prob = log_prob - ladj.detach()
+            (grad,) = th.autograd.grad(objective, raw_leaf)
         q = q.detach()
         batch = mean.shape[0]
-        ctx.save_for_backward(q_grad, std * noise, alpha)
+        ctx.save_for_backward(grad, std * noise, alpha)
         ctx.batch = batch
-        return (alpha * log_prob - q).mean()
+        return (alpha * log_prob.reshape(-1, 1) - q).mean()
 
     @staticmethod
     def backward(ctx: Any, grad_output: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
-        q_grad, std_noise, alpha = ctx.saved_tensors
+        grad, std_noise, alpha = ctx.saved_tensors
         scale = grad_output / ctx.batch
-        grad_mean = -q_grad * scale  # dl/dmu = -g
-        grad_log_std = (-alpha - q_grad * std_noise) * scale  # dl/dlog_sigma = -alpha - g sigma eps
+        grad_mean = -grad * scale  # dl/dmu = -g
+        grad_log_std = (-alpha - grad * std_noise) * scale  # dl/dlog_sigma = -alpha - g sigma eps
         return grad_mean, grad_log_std, None, None, None
 
 
@@ -122,7 +141,7 @@ class SACEntropyClosedFormLoss(_GaussianHeadLoss):
 
 
 class SACEntropyDetachedLoss(_GaussianHeadLoss):
-    """``alpha * log pi(a.detach()) - Q(a)``: the log-prob evaluated at the detached sample.
+    """``alpha * log p(post(a.detach())) - Q(post(a))``: the log-prob evaluated at the detached sample.
 
     This is **not** SAC's actor loss: its gradient is the seed document's hand derivation
     (partial derivatives of ``log pi`` with ``a`` held fixed), whose log-prob part is a score
@@ -130,6 +149,13 @@ class SACEntropyDetachedLoss(_GaussianHeadLoss):
     gradient and the standard deviation collapses. Kept to train and show the difference
     (see ``docs/gradients.md``). For the ``gaussian`` head (log-prob of an unsquashed
     diagonal Gaussian).
+
+    The log-prob is the same normalized quantity as ``ctx.log_prob`` (so the value equals
+    ``sac_entropy``'s): the Gaussian log-prob minus the post-processor's
+    log-abs-det-Jacobian when it is bijective, both evaluated at the detached action. The
+    Jacobian term therefore contributes nothing to the gradient either: the gradient is
+    exactly the seed's formulas, with ``Q'`` the critic's action gradient through the
+    post-processor.
     """
 
     def __call__(self, ctx: ActorLossContext) -> LossOutput:
@@ -137,9 +163,12 @@ class SACEntropyDetachedLoss(_GaussianHeadLoss):
         if "mean" not in params or "log_std" not in params:
             raise RuntimeError("loss term 'sac_entropy_detached' needs the head sample's params mean and log_std")
         mean, log_std = params["mean"], params["log_std"]
-        log_prob = th.distributions.Normal(mean, log_std.exp()).log_prob(ctx.sample.actions.detach())
-        return (ctx.alpha * log_prob.sum(dim=-1, keepdim=True) - ctx.q_pi).mean()
-
+        raw = ctx.sample.actions.detach()
+        log_prob = th.distributions.Normal(mean, log_std.exp()).log_prob(raw).sum(dim=-1)
+        post = ctx.postprocess
+        if isinstance(post, PostProcessor) and post.bijective:  # as postprocess_sample decides
+            log_prob = log_prob - post.log_abs_det_jacobian(raw, ctx.actions.detach())
+        return (ctx.alpha * log_prob.reshape(-1, 1) - ctx.q_pi).mean()
 
 
 __all__ = ["SACEntropyClosedFormLoss", "SACEntropyDetachedLoss"]

@@ -49,10 +49,15 @@ class _GaussianParams(ActorHead):
         else:
             self.log_std = nn.Parameter(th.full((action_dim,), 0.0 if log_std_init is None else log_std_init))
 
-    def params(self, latent: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def params(self, latent: th.Tensor) -> dict[str, th.Tensor]:
+        """The distribution parameters: ``{"mean": ..., "log_std": ...}``, each ``(batch, action_dim)``.
+
+        ``sample()`` and ``forward()`` compute the distribution from this method only (the
+        contract ``diffrl gradcheck`` relies on: it differentiates w.r.t. these tensors).
+        """
         mean = self.mu(latent)
         log_std = self.log_std(latent) if self.state_dependent_std else self.log_std.expand_as(mean)
-        return mean, th.clamp(log_std, self.log_std_min, self.log_std_max)
+        return {"mean": mean, "log_std": th.clamp(log_std, self.log_std_min, self.log_std_max)}
 
 
 class GaussianHead(_GaussianParams):
@@ -67,13 +72,15 @@ class GaussianHead(_GaussianParams):
     bounded = False
 
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        mean, log_std = self.params(latent)
+        params = self.params(latent)
+        mean, log_std = params["mean"], params["log_std"]
         if deterministic:
             return mean
         return mean + log_std.exp() * th.randn_like(mean)
 
     def sample(self, latent: th.Tensor) -> HeadSample:
-        mean, log_std = self.params(latent)
+        params = self.params(latent)
+        mean, log_std = params["mean"], params["log_std"]
         std = log_std.exp()
         noise = th.randn_like(mean)
         actions = mean + std * noise  # rsample: differentiable in mean and std
@@ -106,10 +113,12 @@ class SquashedGaussianHead(_GaussianParams):
         self.distribution = SquashedDiagGaussianDistribution(action_dim)
 
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        mean, log_std = self.params(latent)
+        params = self.params(latent)
+        mean, log_std = params["mean"], params["log_std"]
         return self.distribution.actions_from_params(mean, log_std, deterministic=deterministic)
 
     def sample(self, latent: th.Tensor) -> HeadSample:
-        mean, log_std = self.params(latent)
+        params = self.params(latent)
+        mean, log_std = params["mean"], params["log_std"]
         actions, log_prob = self.distribution.log_prob_from_params(mean, log_std)
         return HeadSample(actions, log_prob, {"mean": mean, "log_std": log_std})

@@ -10,6 +10,14 @@ is, so the critic learns on exactly the action that was taken. The actor loss, T
 policy and ``predict(deterministic=True)`` call the post-processor with ``explore=False``
 and see no noise. The noise is drawn from torch's global generator, which
 stable-baselines3 seeds with the model's seed.
+
+What they do to the density: they are not bijective (``clip`` is not), but with
+``explore=False`` they leave raw actions in ``[-1, 1]`` unchanged (``identity_when_bounded``).
+After a bounded head (``squashed_gaussian``, ``beta``, ``deterministic``) the head's
+log-prob is therefore that of the normalized action the actor loss sees, and SAC may use
+them; after an unbounded head a composition that needs a log-prob is refused unless the
+config sets ``policy.raw_log_prob: true``. The noise itself only shapes which actions the
+replay buffer holds (exploration), not the policy whose log-prob the losses read.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ class GaussianNoise(PostProcessor):
     :param action_space: the env's action space
     :param sigma: standard deviation of the noise, in normalized units (the action range is 2)
     """
+
+    identity_when_bounded = True
 
     def __init__(self, action_space: spaces.Box, sigma: float = 0.1) -> None:
         super().__init__(action_space)
@@ -61,6 +71,8 @@ class OUNoise(PostProcessor):
     :param theta: rate of mean reversion
     :param dt: time step of the process
     """
+
+    identity_when_bounded = True
 
     def __init__(self, action_space: spaces.Box, sigma: float = 0.1, theta: float = 0.15, dt: float = 1e-2) -> None:
         super().__init__(action_space)
