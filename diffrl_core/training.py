@@ -162,6 +162,13 @@ def _train(model: BaseAlgorithm, config: Config, run: runs.RunDir, eval_env: Vec
            resumed: bool) -> int:
     logger = make_logger(run, config)
     model.set_logger(logger)
+    composition = model.composition  # type: ignore[attr-defined]  # a composed algorithm's
+    if composition.raw_log_prob:
+        output.print(
+            f"note: policy.raw_log_prob is set: SAC and the loss terms use head {composition.head.name!r}'s log-prob "
+            f"of its raw action, not of the action the critic sees (post-processor "
+            f"{composition.postprocessor.name!r} has no Jacobian)"
+        )
     checkpointer = Checkpointer(run, config, output)
     evaluator = Evaluator(run, config, eval_env, output) if eval_env is not None else None
     with StopSignals() as stop:

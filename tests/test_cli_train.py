@@ -255,12 +255,33 @@ BROKEN = {
         "env: Pendulum-v1\nalgo: sac\npolicy: {head: deterministic, losses: [{name: q_value}]}\n",
         ["algo 'sac' cannot train head 'deterministic'"],
     ),
+    "log_prob_unknown": (
+        "env: Pendulum-v1\nalgo: sac\npolicy: {head: gaussian, postprocess: clip}\n",
+        ["post-processor 'clip'", "not bijective", "algo 'sac'", "'tanh'", "policy.raw_log_prob: true"],
+    ),
+    "raw_log_prob_without_effect": (
+        "env: Pendulum-v1\npolicy: {head: gaussian, postprocess: tanh, raw_log_prob: true}\n",
+        ["policy.raw_log_prob: true has no effect", "exact log-prob"],
+    ),
+    "bad_postprocess_kwarg_value": (
+        "env: Pendulum-v1\npolicy: {head: gaussian, postprocess: tanh, postprocess_kwargs: {epsilon: -1}}\n",
+        ["policy.postprocess_kwargs", "post-processor 'tanh'", "epsilon must be a number in [0, 1)"],
+    ),
+    "bad_head_kwarg_value": (
+        "env: Pendulum-v1\npolicy: {head: beta, head_kwargs: {deterministic_action: median}}\n",
+        ["policy.head_kwargs", "actor head 'beta'", "'mean' or 'mode'"],
+    ),
     "python_tag": (
         "env: Pendulum-v1\nalgo_kwargs: !!python/object/apply:os.system [touch pwned]\n",
         ["not valid YAML", "python/object"],
     ),
     "not_a_mapping": ("- env: Pendulum-v1\n", ["must hold a mapping"]),
 }
+
+
+#: errors found when the components are resolved or built
+COMPOSING = {"incompatible", "log_prob_unknown", "raw_log_prob_without_effect", "bad_postprocess_kwarg_value",
+             "bad_head_kwarg_value"}
 
 
 @pytest.mark.parametrize("case", [*BROKEN, "missing_file", "bad_override"])
@@ -276,7 +297,7 @@ def test_broken_configs_exit_2_and_leave_no_run_folder(case: str, tmp_path: Path
         write_config(config)
         args += ["--set", "eval.freq=often"]
         fragments = ["eval.freq", "valid integer", "--set eval.freq=often"]
-    if case == "incompatible":  # found when composing, after torch is imported: still no folder
+    if case in COMPOSING:  # found when composing, after torch is imported: still no folder
         args += ["--run-dir", str(tmp_path / "run")]
     assert_user_error(diffrl("train", *args, cwd=tmp_path), *fragments)
     assert [p.name for p in tmp_path.iterdir()] in ([], [config.name])  # no runs/, no run, no pwned
