@@ -178,18 +178,28 @@ class ActionSample:
     log_prob: th.Tensor | None
 
 
-def postprocess_sample(sample: HeadSample, postprocessor: PostProcessor) -> ActionSample:
+def postprocess_sample(
+    sample: HeadSample, postprocessor: PostProcessor, head: type[ActorHead], raw_log_prob: bool = False
+) -> ActionSample:
     """Carry a head sample through the post-processor (``explore=False``), with its log-prob.
 
-    The log-prob becomes that of the normalized action when the post-processor is bijective
-    (change of variables); otherwise the head's log-prob is passed on as it is, which the
-    composition allows only where it is exact (``identity_when_bounded`` after a bounded
-    head) or where the config opted in to the raw log-prob.
+    The log-prob becomes that of the normalized action: by change of variables when the
+    post-processor is bijective, unchanged where it keeps the head's log-prob
+    (``identity_when_bounded`` after a bounded head). Otherwise it is unknown (None), unless
+    the config opted in to the head's raw log-prob (``raw_log_prob``).
+
+    :param sample: the head's sample
+    :param postprocessor: the post-processor
+    :param head: the head's class (whether it is ``bounded``)
+    :param raw_log_prob: pass the head's log-prob on where the normalized one is unknown
     """
     actions = postprocessor(sample.actions)
     log_prob = sample.log_prob
-    if log_prob is not None and postprocessor.bijective:
-        log_prob = log_prob - postprocessor.log_abs_det_jacobian(sample.actions, actions)
+    if log_prob is not None:
+        if postprocessor.bijective:
+            log_prob = log_prob - postprocessor.log_abs_det_jacobian(sample.actions, actions)
+        elif not (postprocessor.keeps_log_prob(head) or raw_log_prob):
+            log_prob = None
     return ActionSample(sample, actions, log_prob)
 
 
@@ -251,8 +261,9 @@ class ActorLossContext:
         """The log-density of :attr:`actions` (the normalized actions the critic sees), shape ``(batch, 1)``."""
         if self.action_log_prob is None:
             raise RuntimeError(
-                "this context has no log-prob of the normalized actions: the head has none (a loss term that needs "
-                "it declares requires={'log_prob'}), or the context was built without action_log_prob"
+                "this context has no log-prob of the normalized actions: the head has none, or the post-processor "
+                "does not say what it does to the density (a loss term that reads it declares requires={'log_prob'}, "
+                "so that such compositions are refused), or the context was built without action_log_prob"
             )
         return self.action_log_prob.reshape(-1, 1)
 

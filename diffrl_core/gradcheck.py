@@ -354,10 +354,11 @@ def _loss_and_grads(loss_fn: Any, inputs: _Inputs, seed: int, head_name: str) ->
             "w.r.t. the tensors params returns, so sample() must compute its distribution from them"
         )
     postprocessor, critic, obs = inputs.postprocessor, inputs.critic, inputs.batch.observations
-    # as training builds it: the log-prob of the normalized action, with the post-processor's Jacobian
+    # as training builds it: the log-prob of the normalized action, with the post-processor's Jacobian (the
+    # head's raw one after a post-processor without one, as policy.raw_log_prob gives: both sides see the same)
     ctx = ActorLossContext.from_sample(
         inputs.batch,
-        postprocess_sample(sample, postprocessor),
+        postprocess_sample(sample, postprocessor, type(inputs.head), raw_log_prob=True),
         q_fn=lambda actions: critic(th.cat([obs, actions], dim=1)),
         postprocess=postprocessor,
         alpha=inputs.alpha,

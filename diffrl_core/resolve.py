@@ -94,7 +94,7 @@ class ResolvedComponent:
             return self.cls(*args, **self.kwargs)
         except (ValueError, TypeError) as exc:
             what = f"{label(self.registration.kind)} {self.describe()}"
-            raise ConfigError(f"{self.kwargs_key}: {what} rejected its kwargs {dict(self.kwargs)}: {exc}") from None
+            raise ConfigError(f"{self.kwargs_key}: {what} rejected its kwargs {dict(self.kwargs)}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, cast
 from gymnasium import spaces
 
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR
-from diffrl_core.conformance import FALSE_ALARM_RATE, PROPERTIES, ConformanceError, fail
+from diffrl_core.conformance import FALSE_ALARM_RATE, PROPERTIES, ConformanceError, UncheckedWarning, fail
 from diffrl_core.errors import DiffRLError, PluginLoadError
 from diffrl_core.gradcheck import GradcheckResult, check_gradients
 from diffrl_core.kinds import ACTOR_HEADS, COMPONENT_KINDS, KINDS, LOSS_TERMS, POSTPROCESSORS
@@ -58,6 +58,7 @@ __all__ = [
     "PROPERTIES",
     "ConformanceError",
     "ConformanceReport",
+    "UncheckedWarning",
     "GradcheckResult",
     "TINY",
     "check_component",
@@ -372,8 +373,16 @@ def check_compositions(
     2. the head keeps its word on the observations of a short random rollout: ``bounded``
        heads return raw actions in ``[-1, 1]``, ``has_log_prob`` heads return a finite
        log-prob of shape ``(batch,)`` from ``sample()`` (and others None), ``stochastic``
-       heads sample different actions, deterministic actions are repeatable;
-    3. the post-processor returns normalized actions in ``[-1, 1]``, with and without ``explore``;
+       heads sample different actions, ``sample().actions`` are reparameterized; and its math
+       (:mod:`diffrl_core.conformance`): (a) the log-prob is a normalized density of what
+       ``sample()`` draws, (b) its gradient is that of the reparameterized sample, (e)
+       deterministic actions are reproducible, (f) ``forward(deterministic=False)`` and
+       ``sample()`` draw from the same distribution;
+    3. the post-processor: (d) normalized actions in ``[-1, 1]`` for raw inputs across a wide
+       range, with and without ``explore``; (e) no randomness without ``explore``; its
+       ``log_abs_det_jacobian`` (if ``bijective``) is that of ``forward``; it is the identity on
+       ``[-1, 1]`` if it says so (``identity_when_bounded``); and (c) every loss term sends
+       gradient to the actor's parameters, in the context training builds;
     4. ``predict`` returns actions of the action space's shape and dtype within its bounds,
        for one observation and for a batch, deterministic or not;
     5. ``model.save``, then (``fresh_process``) ``diffrl_core.load_model`` in a new Python

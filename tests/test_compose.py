@@ -26,8 +26,10 @@ from diffrl_core.registry import Registry
 HEADS = {"deterministic": dict(bounded=True, log_prob=False), "gaussian": dict(bounded=False, log_prob=True),
          "squashed_gaussian": dict(bounded=True, log_prob=True)}
 LOSSES = {"q_value": set(), "bc": set(), "sac_entropy": {"log_prob", "alpha"}}
-POSTPROCESSORS = {"identity": dict(needs_bounded=True), "clip": dict(needs_bounded=False),
-                  "tanh": dict(needs_bounded=False)}
+# keeps_log_prob: after which heads the log-prob of the normalized action is known
+POSTPROCESSORS = {"identity": dict(needs_bounded=True, keeps_log_prob="always"),
+                  "clip": dict(needs_bounded=False, keeps_log_prob="after bounded heads"),
+                  "tanh": dict(needs_bounded=False, keeps_log_prob="always")}
 TINY = dict(learning_starts=50, batch_size=16, buffer_size=1000)
 OBSERVATIONS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -3.0], [-0.5, 0.8, 7.0], [0.3, -0.9, 1.5]], dtype=np.float32)
 
@@ -43,6 +45,10 @@ def is_valid(algo: str, head: str, losses: list[str], postprocess: str) -> bool:
             return False
         if "alpha" in LOSSES[loss] and algo != "sac":
             return False
+    needs_log_prob = algo == "sac" or any("log_prob" in LOSSES[loss] for loss in losses)
+    known = POSTPROCESSORS[postprocess]["keeps_log_prob"] == "always" or HEADS[head]["bounded"]
+    if needs_log_prob and not known:
+        return False  # e.g. clip after gaussian: the density of the clipped action is unknown
     return True
 
 

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from diffrl_core import conformance
 from diffrl_core.builtin.postprocessors import Clip, Identity, Tanh
 from diffrl_core.conformance import FALSE_ALARM_RATE, ConformanceError
-from diffrl_core.testing import check_component, check_composition, registered_plugin
+from diffrl_core.testing import check_component, check_composition, check_plugin, registered_plugin
 
 
 def _load_components():
@@ -92,7 +92,7 @@ def test_a_loss_term_without_gradient_to_the_actor_fails(term) -> None:
     actor = head(cc.SquashedMixtureHead)
     critic = th.nn.Linear(ACTION_DIM, 1)
     batch = ReplayBufferSamples(latent(), th.rand(6, ACTION_DIM) * 2 - 1, latent(1), th.zeros(6, 1), th.zeros(6, 1))
-    sample = postprocess_sample(actor.sample(batch.observations), Identity(BOX))
+    sample = postprocess_sample(actor.sample(batch.observations), Identity(BOX), type(actor))
     ctx = ActorLossContext.from_sample(batch, sample, critic, Identity(BOX), th.tensor(0.2), "sac")
     with pytest.raises(ConformanceError, match=r"term T fails \[loss_gradient\] \(c\) every loss term sends gradient"):
         conformance.check_loss_gradient(term, ctx, list(actor.parameters()), "term T")
@@ -251,3 +251,11 @@ def test_a_loss_term_that_trains_nothing_is_named(components_plugin, term: str) 
                          "losses": [{"name": "sac_entropy"}, {"name": term}]}}
     with pytest.raises(ConformanceError, match=rf"loss term '{term}'.* fails \[loss_gradient\]"):
         check_composition(config, steps=120, fresh_process=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", ["diffrl_core", "gaussian"])  # beta and noise: in their own tests
+def test_every_component_of_the_repo_conforms(plugin: str) -> None:
+    reports = check_plugin(plugin)
+    assert reports and all(report.reloaded for report in reports)
+    assert all(report.unchecked == [] for report in reports)

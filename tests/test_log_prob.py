@@ -18,6 +18,7 @@ from diffrl_core import load_model, make_model
 from diffrl_core.builtin.postprocessors import Clip, Identity, Tanh
 from diffrl_core.components import HeadSample, postprocess_sample
 from diffrl_core.errors import ConfigError, IncompatibleComponentsError
+from diffrl_plugin_gaussian.heads import GaussianHead, SquashedGaussianHead
 
 BOX = spaces.Box(-1.0, 1.0, (3,))
 
@@ -40,7 +41,7 @@ def test_tanh_carries_the_log_prob_exactly_as_sb3s_squashed_gaussian() -> None:
     th.manual_seed(0)
     raw = th.distributions.Normal(mean, log_std.exp()).rsample()
     head_log_prob = th.distributions.Normal(mean, log_std.exp()).log_prob(raw).sum(dim=-1)
-    sample = postprocess_sample(HeadSample(raw, head_log_prob), Tanh(BOX))
+    sample = postprocess_sample(HeadSample(raw, head_log_prob), Tanh(BOX), GaussianHead)
     assert th.equal(sample.actions, actions)
     assert th.equal(sample.log_prob, expected)  # bit for bit: the same operations as SB3
 
@@ -56,7 +57,11 @@ def test_exact_tanh_jacobian_stays_finite_where_tanh_saturates() -> None:
 def test_identity_and_clip_keep_the_log_prob_of_bounded_heads() -> None:
     raw, log_prob = th.rand(4, 3) * 2 - 1, th.randn(4)
     for post in (Identity(BOX), Clip(BOX)):
-        assert th.equal(postprocess_sample(HeadSample(raw, log_prob), post).log_prob, log_prob)
+        assert th.equal(postprocess_sample(HeadSample(raw, log_prob), post, SquashedGaussianHead).log_prob, log_prob)
+    # after an unbounded head, clip's log-prob is unknown: None (a term reading it fails), unless opted in
+    assert postprocess_sample(HeadSample(raw, log_prob), Clip(BOX), GaussianHead).log_prob is None
+    opted_in = postprocess_sample(HeadSample(raw, log_prob), Clip(BOX), GaussianHead, raw_log_prob=True)
+    assert opted_in.log_prob is log_prob
 
 
 @pytest.mark.parametrize(("head", "postprocess", "keeps"), [

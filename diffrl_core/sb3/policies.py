@@ -47,6 +47,7 @@ class ComposedActor(BasePolicy):
     :param features_dim: number of features
     :param head: the resolved actor head (built here with its config kwargs)
     :param postprocessor: the resolved post-processor
+    :param raw_log_prob: the config opted in to the head's raw log-prob (``policy.raw_log_prob``)
     :param activation_fn: activation function of the MLP
     :param normalize_images: whether to normalize images (dividing by 255.0)
     """
@@ -60,6 +61,7 @@ class ComposedActor(BasePolicy):
         features_dim: int,
         head: ResolvedComponent,
         postprocessor: ResolvedComponent,
+        raw_log_prob: bool = False,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
         **_sb3_actor_kwargs: Any,  # SAC's use_sde, log_std_init, ...: not used by composed actors
@@ -81,6 +83,7 @@ class ComposedActor(BasePolicy):
         # a kwarg value a component rejects becomes a ConfigError naming it and its config key
         self.head: ActorHead = head.build(latent_dim, get_action_dim(action_space))
         self.postprocessor: PostProcessor = postprocessor.build(action_space)
+        self.raw_log_prob = raw_log_prob
 
     def latent(self, obs: PyTorchObs) -> th.Tensor:
         return self.latent_pi(self.extract_features(obs, self.features_extractor))
@@ -92,7 +95,8 @@ class ComposedActor(BasePolicy):
 
     def sample(self, obs: PyTorchObs) -> ActionSample:
         """A reparameterized head sample, its normalized actions and their log-prob, for the losses."""
-        return postprocess_sample(self.head.sample(self.latent(obs)), self.postprocessor)
+        return postprocess_sample(self.head.sample(self.latent(obs)), self.postprocessor, type(self.head),
+                                  self.raw_log_prob)
 
     def action_log_prob(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
         """SAC's interface: normalized sampled actions and their log-prob (of the normalized actions)."""
@@ -143,6 +147,7 @@ class _ComposedPolicyMixin:
             **actor_kwargs,
             head=self.composition.head,
             postprocessor=self.composition.postprocessor,
+            raw_log_prob=self.composition.raw_log_prob,
         )
         return actor.to(self.device)  # type: ignore[attr-defined]
 

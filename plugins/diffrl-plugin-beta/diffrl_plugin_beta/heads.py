@@ -5,7 +5,7 @@ the log-prob near the bounds or puts probability mass outside them. A Beta distr
 lives on ``[0, 1]`` to begin with (Chou, Maturana and Scherer, "Improving Stochastic Policy
 Gradients in Continuous Control with Deep Reinforcement Learning using the Beta
 Distribution", ICML 2017): the head samples ``x ~ Beta(alpha, beta)`` and returns the raw
-action ``a = 2 x - 1`` in ``[-1, 1]``, which the ``unscale`` post-processor passes on.
+action ``a = 2 x - 1`` in ``[-1, 1]``, which the ``identity`` post-processor passes on.
 """
 
 from __future__ import annotations

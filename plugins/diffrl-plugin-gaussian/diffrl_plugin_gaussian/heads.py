@@ -93,7 +93,7 @@ class SquashedGaussianHead(_GaussianParams):
 
     Uses SB3's :class:`~stable_baselines3.common.distributions.SquashedDiagGaussianDistribution`,
     so the log-prob includes the tanh correction and the numbers equal SB3's. Raw actions lie
-    in ``[-1, 1]``: pair it with ``unscale``.
+    in ``[-1, 1]``: pair it with ``identity``.
     """
 
     stochastic = True

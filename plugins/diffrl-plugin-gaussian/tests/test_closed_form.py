@@ -45,7 +45,7 @@ class Setup:
         # as training builds it: ctx.log_prob is that of the normalized action (with tanh's Jacobian)
         return ActorLossContext.from_sample(
             batch,
-            postprocess_sample(sample, self.post),
+            postprocess_sample(sample, self.post, type(self.head), raw_log_prob=True),
             q_fn=lambda a: self.critic(th.cat([self.obs, a], dim=1)),
             postprocess=self.post,
             alpha=self.alpha,
