@@ -195,10 +195,12 @@ def postprocess_sample(
     """
     actions = postprocessor(sample.actions)
     log_prob = sample.log_prob
-    if log_prob is not None:
+    # an action the post-processor left as it was keeps its density: no (zero) Jacobian to compute per step
+    unchanged = postprocessor.identity_when_bounded and head.bounded
+    if log_prob is not None and not unchanged:
         if postprocessor.bijective:
             log_prob = log_prob - postprocessor.log_abs_det_jacobian(sample.actions, actions)
-        elif not (postprocessor.keeps_log_prob(head) or raw_log_prob):
+        elif not raw_log_prob:
             log_prob = None
     return ActionSample(sample, actions, log_prob)
 

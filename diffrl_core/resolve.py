@@ -289,7 +289,7 @@ def _check_compatible(composition: Composition, losses: Sequence[NamedComponent]
             )
 
 
-def log_prob_users(composition: Composition, losses: Sequence[NamedComponent]) -> list[str]:
+def _log_prob_users(composition: Composition, losses: Sequence[NamedComponent]) -> list[str]:
     """What in the composition reads the log-prob of the actions (SAC itself, loss terms needing it)."""
     users = ["algo 'sac' (its soft Q-target and entropy tuning)"] if composition.algo == "sac" else []
     users += [f"loss term {term.name!r} ({named.name_key})"
@@ -301,7 +301,7 @@ def _check_log_prob(composition: Composition, losses: Sequence[NamedComponent], 
                     ) -> Composition:
     """A log-prob that is needed must be that of the normalized action, unless the config opts in to the raw one."""
     head, post = composition.head, composition.postprocessor
-    users = log_prob_users(composition, losses)
+    users = _log_prob_users(composition, losses)
     unknown = bool(users) and head.cls.has_log_prob and not post.cls.keeps_log_prob(head.cls)
     if raw_log_prob is None:  # a model saved before format 3
         raw_log_prob = unknown
@@ -309,10 +309,11 @@ def _check_log_prob(composition: Composition, losses: Sequence[NamedComponent], 
         raise IncompatibleComponentsError(
             f"post-processor {post.describe()} is not bijective (it does not declare a log-abs-det-Jacobian), so "
             f"after head {head.describe()} the log-prob of the actions the critic sees is unknown, and "
-            f"{' and '.join(users)} need(s) it. Use a bijective post-processor such as 'tanh' (the exact log-prob, "
-            "by change of variables), or a bounded head such as 'squashed_gaussian' (then 'clip' and the "
-            "exploration-noise post-processors leave its log-prob exact), or set policy.raw_log_prob: true to "
-            "use the head's log-prob of its raw action (the entropy is then that of the raw action)."
+            f"{' and '.join(users)} {'need' if len(users) > 1 else 'needs'} it. Use a bijective post-processor "
+            "such as 'tanh' (the exact log-prob, by change of variables), or a bounded head such as "
+            "'squashed_gaussian' (then 'clip' and the exploration-noise post-processors leave its log-prob exact), "
+            "or set policy.raw_log_prob: true to use the head's log-prob of its raw action (the entropy is then that "
+            "of the raw action)."
         )
     if raw_log_prob and not unknown:
         reason = ("nothing in it reads a log-prob" if not users or not head.cls.has_log_prob
