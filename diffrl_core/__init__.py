@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from diffrl_core._version import __version__ as __version__
 from diffrl_core.errors import (
+    AmbiguousNameError,
     ConfigError,
     DiffRLError,
     DuplicateNameError,
@@ -30,9 +32,9 @@ if TYPE_CHECKING:
 
     from diffrl_core.plugins import PluginHost
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousNameError",
     "ConfigError",
     "DiffRLError",
     "DuplicateNameError",

@@ -8,9 +8,13 @@ came from (plugin, distribution, config key) and what would be valid.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from diffrl_core.kinds import label as kind_label
+
+if TYPE_CHECKING:
+    from diffrl_core.registry import Provenance
 
 
 class DiffRLError(Exception):
@@ -41,21 +45,55 @@ class DuplicateNameError(DiffRLError):
         )
 
 
-class UnknownNameError(DiffRLError):
-    """A name that no loaded plugin registered."""
+class AmbiguousNameError(DiffRLError):
+    """A name (component or env id) claimed by more than one plugin: neither claim is used."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], where: str | None = None) -> None:
+    def __init__(self, kind: str, name: str, owners: Sequence[Provenance], where: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.owners = list(owners)
+        plugins = [owner.plugin for owner in self.owners]
+        message = f"{kind_label(kind)} {name!r}"
+        if where:
+            message += f" (in {where})"
+        owners_text = " and ".join(owner.describe() for owner in self.owners)
+        message += f" is ambiguous: it is registered by {owners_text}, so neither is used."
+        if kind == "envs":  # "x:ns/Env-v0" is gymnasium's module prefix, so env ids are chosen by disabling
+            message += " Choose one by disabling the other plugin"
+        else:
+            message += (f" Choose one with the qualified name {' or '.join(repr(f'{p}:{name}') for p in plugins)},"
+                        " or disable the other plugin")
+        message += f" ({' or '.join(f'DIFFRL_DISABLE_PLUGINS={p}' for p in plugins)}, or uninstall it)."
+        super().__init__(message)
+
+
+class UnknownNameError(DiffRLError):
+    """A name that no loaded plugin registered.
+
+    :param failures: plugins that failed to load (``PluginFailure``-like: ``.name``, ``.error``),
+        mentioned because one of them may have provided the name
+    :param note: one more sentence for the message
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], where: str | None = None,
+                 failures: Iterable[Any] = (), note: str | None = None) -> None:
         self.kind = kind
         self.name = name
         known = sorted(known)
         message = f"unknown {kind_label(kind)} {name!r}"
         if where:
             message += f" (in {where})"
+        if note:
+            message += f": {note}."
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
         elif 0 < len(known) <= 12:
             message += f"; registered: {', '.join(known)}."
+        failures = list(failures)
+        if failures:
+            message += (f" {len(failures)} plugin(s) failed to load and may have provided it: "
+                        + "; ".join(f"{f.name!r}: {_shorten(f.error)}" for f in failures) + ".")
         if kind == "envs":
             message += (
                 " Run `diffrl list envs` for the plugins' envs, "
@@ -64,6 +102,10 @@ class UnknownNameError(DiffRLError):
         else:
             message += f" Run `diffrl list {kind}` to see all of them with their plugins."
         super().__init__(message)
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class MissingComponentError(UnknownNameError):

@@ -78,9 +78,12 @@ def make_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[FakeEntryPoint]], None]:
     """Replace the installed ``diffrl`` entry points by the given fakes."""
 
+    real = importlib.metadata.entry_points
+
     def install(entry_points: list[FakeEntryPoint]) -> None:
-        def entry_points_(**params: Any) -> list[FakeEntryPoint]:
-            assert params == {"group": "diffrl"}
+        def entry_points_(**params: Any) -> Any:
+            if params != {"group": "diffrl"}:  # e.g. torch's own backends, imported meanwhile
+                return real(**params)
             return list(entry_points)
 
         monkeypatch.setattr(importlib.metadata, "entry_points", entry_points_)

@@ -7,7 +7,7 @@ import sys
 import gymnasium
 import pytest
 
-from diffrl_core import DuplicateNameError, UnknownNameError
+from diffrl_core import AmbiguousNameError, DuplicateNameError, UnknownNameError
 from diffrl_core.plugins import PluginHost, load_plugins
 from diffrl_core.registry import Provenance
 
@@ -154,21 +154,42 @@ def test_duplicate_of_a_builtin_names_both_owners(fake_entry_points, make_plugin
     assert host.registry("postprocessors").get("soft_clip").provenance.plugin == "clipper"
 
 
-def test_duplicate_between_two_plugins_names_both(fake_entry_points, make_plugin) -> None:
+def test_a_name_two_plugins_claim_is_ambiguous_whatever_the_load_order(fake_entry_points, make_plugin) -> None:
     source = """
     @hookimpl
     def register_loss_terms(register):
         register("shared_name", "collections:OrderedDict")
     """
     first = make_plugin("alpha", source, dist="dist-alpha")
-    second = make_plugin("beta", source, dist="dist-beta")
-    host = load(fake_entry_points, second, first)  # load order is by name, not discovery order
-    (error,) = errors_of(host, "beta")
-    assert "plugin 'alpha' (dist-alpha 1.0)" in error and "plugin 'beta' (dist-beta 1.0)" in error
-    assert host.registry("loss_terms").get("shared_name").provenance.plugin == "alpha"
+    second = make_plugin("beta", source.replace("OrderedDict", "Counter"), dist="dist-beta")
+    for order in ((first, second), (second, first)):
+        host = load(fake_entry_points, *order)
+        assert host.errors == [] and {"alpha", "beta"} <= set(host.plugins)  # both load; neither wins
+        with pytest.raises(AmbiguousNameError) as excinfo:
+            host.registry("loss_terms").get("shared_name", where="policy.losses[0].name")
+        message = str(excinfo.value)
+        assert "loss term 'shared_name' (in policy.losses[0].name) is ambiguous" in message
+        assert "plugin 'alpha' (dist-alpha 1.0)" in message and "plugin 'beta' (dist-beta 1.0)" in message
+        assert "'alpha:shared_name' or 'beta:shared_name'" in message and "DIFFRL_DISABLE_PLUGINS=" in message
+        import collections
+
+        assert host.registry("loss_terms").resolve("alpha:shared_name") is collections.OrderedDict
+        assert host.registry("loss_terms").resolve("beta:shared_name") is collections.Counter
+        (conflict,) = host.report()["conflicts"]
+        assert conflict["kind"] == "loss_terms" and conflict["name"] == "shared_name"
+        assert sorted(conflict["plugins"]) == ["alpha", "beta"]
 
 
-def test_duplicate_env_ids_are_reported(fake_entry_points, make_plugin) -> None:
+def test_a_qualified_name_of_the_wrong_plugin_says_who_has_it(fake_entry_points, make_plugin) -> None:
+    host = load(fake_entry_points, make_plugin("good", GOOD))
+    assert host.registry("actor_heads").get("good:good_head").provenance.plugin == "good"
+    assert host.registry("postprocessors").get("diffrl_core:clip").provenance.builtin
+    with pytest.raises(UnknownNameError, match="'good_head' is registered by plugin 'good'.*not by a plugin named 'bad'"):
+        host.registry("actor_heads").get("bad:good_head")
+    assert "bad:good_head" not in host.registry("actor_heads") and "good:good_head" in host.registry("actor_heads")
+
+
+def test_an_env_id_two_plugins_claim_is_ambiguous(fake_entry_points, make_plugin) -> None:
     source = """
     @hookimpl
     def register_envs(register):
@@ -177,9 +198,13 @@ def test_duplicate_env_ids_are_reported(fake_entry_points, make_plugin) -> None:
     one = make_plugin("envs_one", source.replace("{module}", "mod_one"))
     two = make_plugin("envs_two", source.replace("{module}", "mod_two"))
     host = load(fake_entry_points, one, two)
-    (error,) = errors_of(host, "envs_two")
-    assert "env id 'dupns/Thing-v0'" in error and "plugin 'envs_one'" in error and "plugin 'envs_two'" in error
-    assert gymnasium.registry["dupns/Thing-v0"].entry_point == "mod_one:Env"
+    assert host.errors == []
+    (conflict,) = host.report()["conflicts"]
+    assert conflict["kind"] == "envs" and conflict["plugins"] == ["envs_one", "envs_two"]
+    with pytest.raises(AmbiguousNameError, match="env id 'dupns/Thing-v0' is ambiguous.*plugin 'envs_one'.*envs_two"):
+        gymnasium.make("dupns/Thing-v0")  # plain gymnasium sees the ambiguity too
+    with pytest.raises(AmbiguousNameError, match="DIFFRL_DISABLE_PLUGINS=envs_one"):
+        host.registry("envs").get("dupns/Thing-v0")
 
 
 def test_env_id_shadowing_gymnasium_is_reported(fake_entry_points, make_plugin) -> None:
@@ -258,13 +283,20 @@ def test_invalid_component_names_are_rejected(fake_entry_points, make_plugin) ->
     assert len(host.registry("actor_heads")) == 1  # only the built-in
 
 
-def test_two_distributions_with_one_entry_point_name(fake_entry_points, make_plugin) -> None:
+def test_two_distributions_with_one_entry_point_name(fake_entry_points, make_plugin, monkeypatch) -> None:
     first = make_plugin("same", GOOD, dist="dist-a")
     second = make_plugin("same", GOOD.replace("good_", "other_"), dist="dist-b")
     host = load(fake_entry_points, first, second)
     (error,) = errors_of(host, "same")
-    assert "already used by plugin 'same' (dist-a 1.0)" in error and "dist-b" in error
-    assert "other_head" not in host.registry("actor_heads")
+    assert "'same' is declared by dist-a 1.0 and dist-b 1.0, so neither was loaded" in error
+    assert "DIFFRL_DISABLE_PLUGINS=dist-a" in error
+    assert first.value not in sys.modules and second.value not in sys.modules
+    # choosing one by its distribution name
+    monkeypatch.setenv("DIFFRL_DISABLE_PLUGINS", "dist-a")
+    host = load(fake_entry_points, first, second)
+    assert host.errors == [] and "other_head" in host.registry("actor_heads")
+    assert host.report()["disabled"] == [{"name": "same", "distribution": "dist-a", "version": "1.0",
+                                          "reason": "DIFFRL_DISABLE_PLUGINS"}]
 
 
 @pytest.mark.parametrize("variable", ["DIFFRL_LOAD_PLUGINS", "DIFFRL_DISABLE_PLUGINS"])
@@ -290,12 +322,15 @@ def test_empty_load_list_loads_only_builtins(monkeypatch, fake_entry_points, mak
     assert ep.value not in sys.modules
 
 
-def test_requested_plugin_that_is_not_installed_is_reported(monkeypatch, fake_entry_points, make_plugin) -> None:
-    monkeypatch.setenv("DIFFRL_LOAD_PLUGINS", "good,missing")
-    host = load(fake_entry_points, make_plugin("good", GOOD))
-    (error,) = errors_of(host, "missing")
-    assert "DIFFRL_LOAD_PLUGINS" in error and "installed: good" in error
-    assert "good" in host.plugins
+@pytest.mark.parametrize("variable", ["DIFFRL_LOAD_PLUGINS", "DIFFRL_DISABLE_PLUGINS"])
+def test_a_name_in_the_env_lists_that_is_not_installed_gets_a_warning(
+    variable, monkeypatch, fake_entry_points, make_plugin
+) -> None:
+    monkeypatch.setenv(variable, "good,gaussain")
+    host = load(fake_entry_points, make_plugin("good", GOOD), make_plugin("gaussian", GOOD.replace("good_", "g_")))
+    (warning,) = host.report()["warnings"]
+    assert warning["name"] == "gaussain" and variable in warning["error"] and "did you mean 'gaussian'" in warning["error"]
+    assert host.errors == []
 
 
 def test_builtins_cannot_be_disabled(monkeypatch, fake_entry_points) -> None:
