@@ -75,9 +75,8 @@ def make_env(config: Config, host: PluginHost | None = None) -> VecEnv:
 
     :param host: the plugin host whose envs are registered (default: the process-wide one)
     """
-    if host is None:
-        default_host()  # loading the plugins registers their env ids with gymnasium
-    check_env_id(config.env)
+    host = host or default_host()  # loading the plugins registers their env ids with gymnasium
+    check_env_id(config.env, host)
     subproc = config.vec_env == "subproc"
     return make_vec_env(
         partial(_make_worker_env if subproc else make_registered_env, config.env, dict(config.env_kwargs)),

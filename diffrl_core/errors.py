@@ -109,16 +109,25 @@ def _shorten(text: str, limit: int = 300) -> str:
 
 
 class MissingComponentError(UnknownNameError):
-    """A saved model names a component whose plugin is not installed (or not loaded)."""
+    """A saved model names a component whose plugin is not installed (or not loaded).
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], distribution: str | None) -> None:
-        super().__init__(kind, name, known, where="the saved model")
+    :param plugin: the plugin the model was saved with (it loads only from that one)
+    :param others: plugins that register the same name now (they are not used in its place)
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], distribution: str | None,
+                 plugin: str | None = None, others: Sequence[str] = ()) -> None:
+        super().__init__(kind, name, [] if others else known, where="the saved model")
+        message = self.args[0]
         if distribution:
-            self.args = (
-                f"{self.args[0]} The model was saved with {name!r} from the distribution "
-                f"{distribution!r}: install it (pip install {distribution}) or check that "
-                f"DIFFRL_LOAD_PLUGINS / DIFFRL_DISABLE_PLUGINS do not exclude it.",
-            )
+            message += (f" The model was saved with {name!r} from the distribution {distribution!r}"
+                        + (f" (plugin {plugin!r})" if plugin else "")
+                        + f": install it (pip install {distribution}) or check that "
+                        "DIFFRL_LOAD_PLUGINS / DIFFRL_DISABLE_PLUGINS do not exclude it.")
+        if others:
+            message += (f" {' and '.join(others)} registers {name!r} too, but a model loads its components "
+                        "only from the plugins it was trained with.")
+        self.args = (message,)
 
 
 class IncompatibleComponentsError(DiffRLError):

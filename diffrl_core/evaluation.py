@@ -116,9 +116,8 @@ def record_video(model: BaseAlgorithm, config: Config, path: Path, deterministic
     :param host: the plugin host whose envs are registered (default: the process-wide one)
     :return: the number of frames
     """
-    if host is None:
-        load_plugins()  # loading the plugins registers their env ids with gymnasium
-    check_env_id(config.env)
+    host = host or load_plugins()  # loading the plugins registers their env ids with gymnasium
+    check_env_id(config.env, host)
     env = make_registered_env(config.env, config.env_kwargs, render_mode="rgb_array")
     try:
         modes = env.metadata.get("render_modes", [])
@@ -199,6 +198,9 @@ def evaluate_target(
     """
     model_path, run_config, description = locate_model(target)
     config = eval_config(run_config, env_id)
+    host = host or load_plugins()
+    # the run's env is missing: name the distribution the run had it from
+    check_env_id(config.env, host, versions=run_config.versions if run_config is not None and env_id is None else None)
     env = make_eval_env(config, seed, host=host)
     model = load_model(model_path, env=env, host=host)
     returns, lengths = evaluate(model, env, episodes, deterministic)

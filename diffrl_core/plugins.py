@@ -337,7 +337,6 @@ class PluginHost:
     def _user_interrupts(self) -> Iterator[None]:
         """Tell a Ctrl-C of the user's from a ``KeyboardInterrupt`` a plugin raises (main thread only)."""
         self._user_interrupted = False
-        self._import_claimed: set[str] = set()  # env ids plugins registered with gymnasium on import
         if threading.current_thread() is not threading.main_thread():
             self._user_interrupted = True  # cannot tell: every KeyboardInterrupt is the user's
             yield
@@ -419,47 +418,45 @@ class PluginHost:
                               f"or a 'module:Class' string, got {target!r}")
 
     def _commit_envs(self) -> None:
-        """Register the staged env claims with gymnasium: one claimant each, or an ambiguity that refuses to make."""
+        """Register the staged env claims with gymnasium: one claimant each, or an ambiguity that refuses to make.
+
+        An id that gymnasium already has from outside the plugins (its own, or a user's) is
+        taken, unless the claim has the same entry point (a package that registered itself).
+        """
         import gymnasium  # light: gymnasium does not import torch
 
         staged, self._staged_envs = self._staged_envs, []
         by_id: dict[str, dict[str, Registration]] = {}
-        for registration in staged:
+        for registration in staged:  # one claim per plugin: its hook's over its import-time one
             claims = by_id.setdefault(registration.name, {})
-            plugin = registration.provenance.plugin
-            if plugin not in claims or not registration.options.get("registered_on_import"):
-                claims[plugin] = registration  # the hook's claim over the import-time one
+            if registration.provenance.plugin not in claims or not _on_import(registration):
+                claims[registration.provenance.plugin] = registration
         registry = self.registries["envs"]
         for env_id, claims in by_id.items():
             existing = gymnasium.registry.get(env_id)
-            known = registry.claimants(env_id)
+            outside = (existing is not None and not registry.claimants(env_id)
+                       and not any(_on_import(claim) for claim in claims.values()))
             for registration in claims.values():
-                target = registration.target
-                by_import = registration.options.get("registered_on_import")
-                foreign = (existing is not None and not known and not by_import
-                           and not any(c.options.get("registered_on_import") for c in claims.values()))
-                if foreign and existing.entry_point != target:  # gymnasium's own, or registered outside plugins
-                    self._fail(registration.provenance.plugin, str(DuplicateNameError(
-                        "envs", env_id, f"gymnasium's registry (entry point {existing.entry_point!r})",
-                        registration.provenance.describe())))
-                    continue
+                owner = registration.provenance
                 try:
+                    if outside and existing is not None and existing.entry_point != registration.target:
+                        raise DuplicateNameError("envs", env_id, f"gymnasium's registry (entry point "
+                                                 f"{existing.entry_point!r})", owner.describe())
                     registry.add(registration)
                 except DiffRLError as exc:
-                    self._fail(registration.provenance.plugin, str(exc))
+                    self._fail(owner.plugin, str(exc))
                     continue
-                self.plugins[registration.provenance.plugin].components["envs"].append(env_id)
+                self.plugins[owner.plugin].components["envs"].append(env_id)
             owners = registry.claimants(env_id)
-            if len(owners) > 1:
+            if len(owners) > 1:  # ambiguous: gymnasium.make names both instead of making either
                 refuse = functools.partial(_refuse_ambiguous_env, env_id, tuple(r.provenance for r in owners))
                 gymnasium.registry.pop(env_id, None)  # re-registering would only warn
                 gymnasium.register(env_id, entry_point=refuse)
-            elif len(owners) == 1 and not owners[0].options.get("registered_on_import"):
-                registration = owners[0]
+            elif owners and not _on_import(owners[0]):
                 current = gymnasium.registry.get(env_id)
-                if current is None or current.entry_point != registration.target:
+                if current is None or current.entry_point != owners[0].target:
                     gymnasium.registry.pop(env_id, None)
-                    gymnasium.register(env_id, entry_point=registration.target, **registration.options)
+                    gymnasium.register(env_id, entry_point=owners[0].target, **owners[0].options)
 
     def _fail(self, name: str, reason: str) -> None:
         self.errors.append(PluginFailure(name, reason))
@@ -540,6 +537,11 @@ class _GymRegistryGuard:
         self.registry.update(self.before)
 
 
+def _on_import(registration: Registration) -> bool:
+    """Whether the plugin registered the env id with gymnasium itself, while it was imported."""
+    return bool(registration.options.get("registered_on_import"))
+
+
 def _refuse_ambiguous_env(env_id: str, owners: tuple[Provenance, ...], **kwargs: Any) -> Any:
     """The gymnasium entry point of an env id two plugins claim: making it names both."""
     raise AmbiguousNameError("envs", env_id, owners)
@@ -598,7 +600,7 @@ def _version_in(specifiers: str, version: str) -> bool:
             return SpecifierSet(specifiers).contains(version, prereleases=True)
         checks.append((match[1], _release(match[2])))
     for op, bound in checks:
-        assert bound is not None
+        assert release is not None and bound is not None
         width = max(len(release), len(bound))
         ours, theirs = release + (0,) * (width - len(release)), bound + (0,) * (width - len(bound))
         if op == "~=":

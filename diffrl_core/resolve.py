@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffrl_core.config import Config
 from diffrl_core.errors import ConfigError, IncompatibleComponentsError, MissingComponentError, UnknownNameError
-from diffrl_core.kinds import ACTOR_HEADS, LOSS_TERMS, POSTPROCESSORS, Kind, label
+from diffrl_core.kinds import ACTOR_HEADS, ENVS, LOSS_TERMS, POSTPROCESSORS, Kind, label
 from diffrl_core.registry import Registration, import_target
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class ResolvedComponent:
     def describe(self) -> str:
         """``'name' (plugin ...)`` for messages, with the config's former name when it used one."""
         former = ""
-        if self.requested and self.requested != self.name:
+        requested = self.requested.rpartition(":")[2]  # "plugin:name" is the name, qualified
+        if requested and requested != self.name:
             former = f", asked for by its former name {self.requested!r}"
         return f"{self.name!r} ({self.registration.provenance.describe()}{former})"
 
@@ -140,6 +141,7 @@ class Composition:
         return {
             "format": SAVED_FORMAT,
             "algo": self.algo,
+            # the plain names; "provenance" records each one's plugin, and loading resolves from it
             "head": {"name": self.head.name, "kwargs": dict(self.head.kwargs)},
             "postprocess": {"name": self.postprocessor.name, "kwargs": dict(self.postprocessor.kwargs)},
             "losses": [{"name": t.name, "weight": t.weight, "kwargs": dict(t.kwargs)} for t in self.loss_terms],
@@ -172,16 +174,34 @@ def check_names(config: Config, host: PluginHost) -> None:
     head, post, losses = named_components(config)
     for kind, named in [(ACTOR_HEADS, head), (POSTPROCESSORS, post), *((LOSS_TERMS, loss) for loss in losses)]:
         host.registry(kind.name).get(named.name, where=named.name_key)
-    check_env_id(config.env)
+    check_env_id(config.env, host)
 
 
-def check_env_id(env_id: str) -> None:
-    """``env_id`` is registered with gymnasium (plugins' envs are, once plugins are loaded)."""
+def check_env_id(env_id: str, host: PluginHost | None = None, versions: Mapping[str, Any] | None = None) -> None:
+    """``env_id`` is registered with gymnasium (plugins' envs are, once plugins are loaded), and not ambiguous.
+
+    :param host: the plugin host: an id two of its plugins claim is refused naming both, and an
+        unknown id names the plugins that failed to load
+    :param versions: a run's ``versions``: an unknown id names the distribution the run had it from
+    :raises UnknownNameError: naming the closest ids (and the distribution to install)
+    :raises AmbiguousNameError: naming both plugins
+    """
     import gymnasium as gym
 
+    if host is not None and env_id in host.registry(ENVS.name):
+        host.registry(ENVS.name).get(env_id, where="env")  # raises when two plugins claim it
     if ":" in env_id or env_id in gym.registry:  # "module:ns/Env-v0" imports its module first
         return
-    raise UnknownNameError("envs", env_id, gym.registry.keys(), where="env")
+    note = None
+    for plugin, recorded in ((versions or {}).get("plugins") or {}).items():
+        if isinstance(recorded, Mapping) and "env" in (recorded.get("components") or ()):
+            distribution = recorded.get("distribution") or "its distribution"
+            note = (f"the run had it from plugin {plugin!r} ({distribution} {recorded.get('version') or ''}".rstrip()
+                    + f"): install it (pip install {distribution}) or check that DIFFRL_LOAD_PLUGINS / "
+                    "DIFFRL_DISABLE_PLUGINS do not exclude it")
+    failures = host.errors if host is not None else ()
+    raise UnknownNameError("envs", env_id, [] if note else gym.registry.keys(), where="env", failures=failures,
+                           note=note)
 
 
 # -- classes -----------------------------------------------------------------------------------
@@ -207,13 +227,18 @@ def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
     provenance = saved.get("provenance", {})
     wanted = [(ACTOR_HEADS, saved["head"]), (POSTPROCESSORS, saved["postprocess"])]
     wanted += [(LOSS_TERMS, spec) for spec in saved["losses"]]
+    owners: dict[int, str] = {}  # id(spec) -> the name qualified by the plugin the model was saved with
     for kind, spec in wanted:
-        if spec["name"] not in host.registry(kind.name):
-            distribution = provenance.get(kind.name, {}).get(spec["name"], {}).get("distribution")
-            raise MissingComponentError(kind.name, spec["name"], host.registry(kind.name).names(), distribution)
+        recorded = provenance.get(kind.name, {}).get(spec["name"], {})
+        name = f"{recorded['plugin']}:{spec['name']}" if recorded.get("plugin") else spec["name"]
+        if name not in host.registry(kind.name):
+            others = [r.provenance.describe() for r in host.registry(kind.name).claimants(spec["name"])]
+            raise MissingComponentError(kind.name, spec["name"], host.registry(kind.name).names(),
+                                        recorded.get("distribution"), plugin=recorded.get("plugin"), others=others)
+        owners[id(spec)] = name
 
     def named(spec: Mapping[str, Any]) -> NamedComponent:
-        return NamedComponent(spec["name"], spec.get("kwargs", {}), float(spec.get("weight", 1.0)),
+        return NamedComponent(owners[id(spec)], spec.get("kwargs", {}), float(spec.get("weight", 1.0)),
                               "the saved model", "the saved model")
 
     # before format 3 the losses always saw the head's raw log-prob: keep what the model trained with
