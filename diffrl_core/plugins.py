@@ -434,8 +434,7 @@ class PluginHost:
         registry = self.registries["envs"]
         for env_id, claims in by_id.items():
             existing = gymnasium.registry.get(env_id)
-            outside = (existing is not None and not registry.claimants(env_id)
-                       and not any(_on_import(claim) for claim in claims.values()))
+            outside = existing is not None and not registry.claimants(env_id) and env_id not in self._import_claimed
             for registration in claims.values():
                 owner = registration.provenance
                 try:

@@ -70,10 +70,21 @@ class StopSignals:
 
 
 def _env_provenance(env_id: str, host: PluginHost) -> dict[str, Any] | None:
+    """The plugin whose env class gymnasium makes for ``env_id`` (None: not a plugin's, e.g. gymnasium's own).
+
+    The id's registration is credited only if gymnasium's entry point is still the one the
+    plugin registered, so a run never credits a plugin for a class it did not run.
+    """
+    import gymnasium as gym
+
     registry = host.registry("envs")
-    if env_id not in registry:
+    env_id = env_id.rpartition(":")[2]  # "module:ns/Env-v0" makes ns/Env-v0
+    if env_id not in registry or env_id not in gym.registry:
         return None
-    return registry.get(env_id).provenance.as_dict()
+    registration = registry.get(env_id)
+    if gym.registry[env_id].entry_point != registration.target:
+        return None
+    return registration.provenance.as_dict()
 
 
 def start_run(config: Config, run_dir: Path, name: str, bar: bool, host: PluginHost) -> int:

@@ -40,6 +40,7 @@ def evaluate(
     if video is not None:
         os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame envs draw offscreen, no window
+    from diffrl_core.commands.plugins import json_stdout
     from diffrl_core.evaluation import evaluate_target, format_return
     from diffrl_core.plugins import load_plugins
 
@@ -48,7 +49,8 @@ def evaluate(
 
         th.set_num_threads(threads)
     report = (lambda message: None) if as_json else click.echo
-    result = evaluate_target(target, episodes, deterministic, env_id, seed, video, report, host=load_plugins())
+    with json_stdout(as_json):  # plugins' and envs' prints must not break the JSON
+        result = evaluate_target(target, episodes, deterministic, env_id, seed, video, report, host=load_plugins())
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
