@@ -388,3 +388,25 @@ def test_eval_of_a_run_whose_env_plugin_is_missing_names_its_distribution(tmp_pa
     assert_user_error(result, "unknown env id 'diffrl/QuadraticBandit-v0' (in env)",
                       "the run had it from plugin 'envs' (diffrl-envs 0.1.0)", "pip install diffrl-envs")
     assert "Reacher" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_users_ctrl_c_while_plugins_load_still_stops_the_command(tmp_path: Path) -> None:
+    """Only a KeyboardInterrupt the plugin raises itself is the plugin's failure; Ctrl-C is the user's."""
+    import signal
+    import time
+
+    site = tmp_path / "site"
+    started = tmp_path / "started"
+    install(site, "slow-plugin", {"slow": "slow_plugin"},
+            {"slow_plugin": f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(30)\n"})
+    process = subprocess.Popen([sys.executable, "-m", "diffrl_core.cli", "plugins", "--json"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**ENV, "PYTHONPATH": str(site)})
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0, stdout  # stopped, not reported as the plugin's failure
+    assert stdout == "" and "Aborted" in stderr, stderr

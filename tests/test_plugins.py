@@ -398,3 +398,25 @@ def test_every_hook_is_exercised_by_a_test_plugin() -> None:
     sources = Path(__file__).read_text()
     for hook in HOOK_NAMES.values():
         assert f"def {hook}(register)" in sources, f"no test plugin implements {hook}"
+
+
+def test_the_core_version_is_the_distributions() -> None:
+    import importlib.metadata
+
+    import diffrl_core
+
+    assert diffrl_core.__version__ == importlib.metadata.version("diffrl-core")
+
+
+@pytest.mark.parametrize(("specifiers", "version", "expected"), [
+    (">=0.1,<0.2", "0.1.0", True), (">=0.1,<0.2", "0.2.0", False), (">=0.2", "0.1.0", False),
+    ("~=0.1.0", "0.1.5", True), ("~=0.1.0", "0.2.0", False), ("==0.1.*", "0.1.3", True), ("!=0.1.0", "0.1.0", False),
+    ("<0.2.0rc1", "0.1.0", True),
+])
+def test_the_core_range_check_agrees_with_packaging(specifiers: str, version: str, expected: bool) -> None:
+    from packaging.specifiers import SpecifierSet
+
+    from diffrl_core.plugins import _version_in
+
+    assert _version_in(specifiers, version) is expected
+    assert SpecifierSet(specifiers).contains(version, prereleases=True) is expected
