@@ -229,20 +229,19 @@ class PluginHost:
             return
         with self._gym_registry_guard(ep.name) as guard:
             ok, plugin = self._run(ep.name, f"import of {ep.value!r} ({where})", ep.load)
-            ok = ok and self.register_plugin(plugin, ep.name, provenance, _guard=guard)
-            guard.ok = ok
+            guard.ok = ok and self._register(plugin, ep.name, provenance, guard)
 
-    def register_plugin(self, plugin: object, name: str, provenance: Provenance | None = None,
-                        _guard: _GymRegistryGuard | None = None) -> bool:
+    def register_plugin(self, plugin: object, name: str, provenance: Provenance | None = None) -> bool:
         """Register one plugin object and run its registration hooks, isolated.
 
         :return: whether the plugin loaded; failures are recorded in :attr:`errors`
         """
-        if _guard is None:
-            with self._gym_registry_guard(name) as guard:
-                guard.ok = self.register_plugin(plugin, name, provenance, _guard=guard)
-                return guard.ok
-        provenance = provenance or Provenance(name)
+        with self._gym_registry_guard(name) as guard:
+            guard.ok = self._register(plugin, name, provenance or Provenance(name), guard)
+        return guard.ok
+
+    def _register(self, plugin: object, name: str, provenance: Provenance, guard: _GymRegistryGuard) -> bool:
+        """:meth:`register_plugin`, with ``guard`` watching gymnasium's registry since before the plugin's import."""
         if name in self.plugins:
             self._fail(name, f"a plugin named {name!r} is already loaded ({self.plugins[name].provenance.describe()})")
             return False
@@ -269,7 +268,7 @@ class PluginHost:
                     self.errors[-1] = PluginFailure(name, self.errors[-1].error
                                                     + "; none of the plugin's components were registered")
                     return False
-        claims, replaced = _guard.changes(self._import_claimed)
+        claims, replaced = guard.changes(self._import_claimed)
         if replaced:
             self.pm.unregister(plugin)
             self._fail(name, "; ".join(replaced) + "; the original was restored and the plugin was not loaded")
