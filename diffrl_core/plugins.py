@@ -262,11 +262,10 @@ class PluginHost:
                 if impl.plugin is not plugin:
                     continue
                 ok, _ = self._run(name, f"hook {hook_name}", functools.partial(
-                    impl.function, register=self._recorder(kind, provenance, staged)))
+                    impl.function, register=self._recorder(kind, provenance, staged)),
+                    consequence="; none of the plugin's components were registered")
                 if not ok:
                     self.pm.unregister(plugin)
-                    self.errors[-1] = PluginFailure(name, self.errors[-1].error
-                                                    + "; none of the plugin's components were registered")
                     return False
         claims, replaced = guard.changes(self._import_claimed)
         if replaced:
@@ -313,7 +312,7 @@ class PluginHost:
 
     # -- isolation -------------------------------------------------------------------------
 
-    def _run(self, plugin: str, what: str, call: Callable[[], Any]) -> tuple[bool, Any]:
+    def _run(self, plugin: str, what: str, call: Callable[[], Any], consequence: str = "") -> tuple[bool, Any]:
         """Run a plugin's code: what it prints goes to stderr, what it raises is its failure.
 
         A ``KeyboardInterrupt`` is the plugin's own unless the user pressed Ctrl-C meanwhile
@@ -325,11 +324,11 @@ class PluginHost:
         except KeyboardInterrupt:
             if self._user_interrupted:
                 raise
-            self._fail(plugin, f"{what} raised KeyboardInterrupt (not a Ctrl-C of the user's)")
+            self._fail(plugin, f"{what} raised KeyboardInterrupt (not a Ctrl-C of the user's){consequence}")
         except SystemExit as exc:
-            self._fail(plugin, f"{what} called sys.exit({exc.code!r})")
+            self._fail(plugin, f"{what} called sys.exit({exc.code!r}){consequence}")
         except Exception as exc:
-            self._fail(plugin, f"{what} raised {type(exc).__name__}: {exc}")
+            self._fail(plugin, f"{what} raised {type(exc).__name__}: {exc}{consequence}")
         return False, None
 
     @contextlib.contextmanager
