@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 from diffrl_core._version import __version__ as __version__
 from diffrl_core.errors import (
     AmbiguousNameError,
+    ComponentError,
     ConfigError,
     DiffRLError,
+    DivergenceError,
     DuplicateNameError,
     IncompatibleComponentsError,
     MissingComponentError,
@@ -35,8 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AmbiguousNameError",
+    "ComponentError",
     "ConfigError",
     "DiffRLError",
+    "DivergenceError",
     "DuplicateNameError",
     "IncompatibleComponentsError",
     "MissingComponentError",

@@ -27,7 +27,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from diffrl_core import runs
 from diffrl_core.config import Config
+from diffrl_core.errors import DivergenceError
 from diffrl_core.evaluation import evaluate, format_return, mean_std
+from diffrl_core.sb3.divergence import nonfinite_parameters
 
 if TYPE_CHECKING:
     from diffrl_core.training import StopSignals
@@ -228,6 +230,10 @@ class Checkpointer(_Periodic):
         :return: the model's path
         """
         steps = model.num_timesteps
+        broken = nonfinite_parameters({"actor": getattr(model, "actor", None), "critic": getattr(model, "critic", None),
+                                       "policy": model.policy})
+        if broken:  # never save what would overwrite a finite checkpoint with NaN weights
+            raise DivergenceError(f"the update of the {broken[0]}", "weights", steps, "found when saving a checkpoint")
         model_path = model_path or self.run.checkpoint_file(steps)
         with runs.atomic_path(model_path) as tmp:
             model.save(tmp)

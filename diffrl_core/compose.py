@@ -8,14 +8,13 @@ JSON, resolves them the same way and hands the composition to stable-baselines3'
 
 from __future__ import annotations
 
-import inspect
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -26,26 +25,16 @@ from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, Config, parse_config
-from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError
+from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError, message_of
 from diffrl_core.kinds import COMPONENT_KINDS
 from diffrl_core.plugins import default_host
 from diffrl_core.resolve import check_action_space, check_env_id, resolve_composition, resolve_saved
 from diffrl_core.sb3.algorithms import ALGORITHMS
 from diffrl_core.sb3.policies import POLICIES
+from diffrl_core.strict_yaml import shorten
 
 if TYPE_CHECKING:
     from diffrl_core.plugins import PluginHost
-
-#: algo_kwargs that the config sets elsewhere (key -> where)
-_RESERVED_ALGO_KWARGS = {
-    "policy": "policy.head / policy.losses / policy.postprocess",
-    "env": "env",
-    "policy_kwargs": "policy",
-    "seed": "seed",
-    "action_noise": "action_noise",
-    "composition": "policy",
-}
-
 
 def make_registered_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> gym.Env:
     """``gymnasium.make`` after loading the plugins, so it also works in a fresh process.
@@ -78,11 +67,33 @@ def make_env(config: Config, host: PluginHost | None = None) -> VecEnv:
     host = host or default_host()  # loading the plugins registers their env ids with gymnasium
     check_env_id(config.env, host)
     subproc = config.vec_env == "subproc"
-    return make_vec_env(
+    if subproc:  # a worker's constructor error would only break its pipe: make one env here first
+        _try_env(config, host, lambda: make_registered_env(config.env, dict(config.env_kwargs))).close()
+    return _try_env(config, host, lambda: make_vec_env(
         partial(_make_worker_env if subproc else make_registered_env, config.env, dict(config.env_kwargs)),
         n_envs=config.n_envs,
         vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
-    )
+    ))
+
+
+_T = TypeVar("_T")
+
+
+def _try_env(config: Config, host: PluginHost, make: Callable[[], _T]) -> _T:
+    """``make()``, with an env constructor's refusal of ``env_kwargs`` as a :class:`ConfigError` naming the env."""
+    try:
+        return make()
+    except DiffRLError:
+        raise
+    except (ValueError, TypeError, AssertionError, gym.error.Error) as exc:
+        where = "env_kwargs" if config.env_kwargs else "env"
+        registry = host.registry("envs")
+        env_id = config.env.rpartition(":")[2]
+        owner = f" ({registry.get(env_id).provenance.describe()})" if env_id in registry else ""
+        raise ConfigError(
+            f"{where}: env {config.env!r}{owner} could not be made with env_kwargs "
+            f"{shorten(dict(config.env_kwargs))}: {type(exc).__name__}: {message_of(exc)}"
+        ) from exc
 
 
 def make_model(
@@ -104,33 +115,33 @@ def make_model(
     algo_class = ALGORITHMS[config.algo]
     policy = config.policy
     net_arch: Any = policy.net_arch if isinstance(policy.net_arch, list) else dict(policy.net_arch)
-    return algo_class(
-        POLICIES[config.algo],
-        env,
-        composition=composition,
-        policy_kwargs=dict(net_arch=net_arch, activation_fn=policy.activation_fn, n_critics=policy.n_critics),
-        seed=config.seed,
-        **_algo_kwargs(config, algo_class, env),
-    )
+    kwargs = _algo_kwargs(config, env)
+    try:
+        return algo_class(
+            POLICIES[config.algo],
+            env,
+            composition=composition,
+            policy_kwargs=dict(net_arch=net_arch, activation_fn=policy.activation_fn, n_critics=policy.n_critics),
+            seed=config.seed,
+            **kwargs,
+        )
+    except DiffRLError:
+        raise
+    except (ValueError, TypeError, AssertionError, MemoryError, RuntimeError) as exc:
+        # stable-baselines3 (or torch) refused a combination the config schema cannot see,
+        # e.g. a replay buffer larger than memory or an unknown replay_buffer_kwargs key
+        raise ConfigError(
+            f"stable-baselines3's {config.algo.upper()} cannot be built from this config "
+            f"(algo_kwargs {shorten(config.algo_kwargs)}, policy.net_arch {shorten(policy.net_arch)}): "
+            f"{type(exc).__name__}: {message_of(exc)}"
+        ) from exc
 
 
-def _algo_kwargs(config: Config, algo_class: type, env: gym.Env | VecEnv) -> dict[str, Any]:
-    # the keywords of stable-baselines3's own class (SAC / TD3), which the composed one extends
-    sb3_class = next(base for base in algo_class.__mro__ if base.__module__.startswith("stable_baselines3"))
-    accepted = set(inspect.signature(sb3_class).parameters)
-    kwargs: dict[str, Any] = {}
-    for key, value in config.algo_kwargs.items():
-        if key in _RESERVED_ALGO_KWARGS:
-            raise ConfigError(f"algo_kwargs.{key}: set it with the config key {_RESERVED_ALGO_KWARGS[key]!r} instead")
-        if key not in accepted:
-            valid = ", ".join(sorted(accepted - set(_RESERVED_ALGO_KWARGS) - {"_init_setup_model"}))
-            raise ConfigError(
-                f"algo_kwargs.{key}: not a keyword argument of stable-baselines3's {config.algo.upper()}; "
-                f"valid: {valid}"
-            )
-        if key == "use_sde" and value:
-            raise ConfigError("algo_kwargs.use_sde: gSDE is not supported by composed actors (the head samples)")
-        kwargs[key] = tuple(value) if isinstance(value, list) and key == "train_freq" else value
+def _algo_kwargs(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:
+    # the config checked every key and value (diffrl_core.algo_kwargs); YAML has lists, SB3 wants a tuple
+    kwargs = dict(config.algo_kwargs)
+    if isinstance(kwargs.get("train_freq"), list):
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
     if config.action_noise is not None:
         n_actions = get_action_dim(env.action_space)
         noise_class = NormalActionNoise if config.action_noise.type == "normal" else OrnsteinUhlenbeckActionNoise

@@ -15,12 +15,14 @@ import typing
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from diffrl_core.algo_kwargs import algo_kwargs_errors
 from diffrl_core.errors import ConfigError
+from diffrl_core.strict_yaml import SafeLoader as SafeLoader
+from diffrl_core.strict_yaml import read_yaml, safe_load, shorten
 
 ALGOS = ("sac", "td3")
 
@@ -34,7 +36,18 @@ DEFAULT_POSTPROCESSOR = "identity"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML gives typed values, so `true` is no number and "1" no integer; numbers are finite
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+#: the largest hidden layer a config may ask for (a typo such as 2560000 would exhaust memory)
+MAX_LAYER_SIZE = 65_536
+#: seeds are unsigned 32-bit integers (numpy's and gymnasium's seeding)
+MAX_SEED = 2**32 - 1
+#: the most parallel envs a config may ask for (each is a process with `vec_env: subproc`)
+MAX_ENVS = 1024
+
+LayerSizes = list[Annotated[int, Field(ge=1, le=MAX_LAYER_SIZE)]]
 
 
 class LossSpec(_Strict):
@@ -57,7 +70,7 @@ class ActionNoiseSpec(_Strict):
 class PolicyConfig(_Strict):
     """The ``policy`` section: the actor's components by name, and the networks' sizes."""
 
-    net_arch: list[int] | dict[Literal["pi", "qf"], list[int]] = Field(
+    net_arch: LayerSizes | dict[Literal["pi", "qf"], LayerSizes] = Field(
         default_factory=lambda: [256, 256],
         description="hidden layers of actor and critics, or `{pi: [...], qf: [...]}` to size them apart",
     )
@@ -145,7 +158,7 @@ class Config(_Strict):
         ),
     )
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of `gymnasium.make`")
-    n_envs: int = Field(1, ge=1, description="number of parallel training envs")
+    n_envs: int = Field(1, ge=1, le=MAX_ENVS, description="number of parallel training envs")
     vec_env: Literal["dummy", "subproc"] = Field(
         "dummy", description="`dummy` (in process) or `subproc` (one process per env)"
     )
@@ -166,7 +179,9 @@ class Config(_Strict):
         None, description="exploration noise added to the normalized action (`null`: none)"
     )
     total_timesteps: int = Field(20_000, ge=1, description="env steps to train for (over all envs)")
-    seed: int | None = Field(0, description="seed of torch, numpy, the envs and the action space; `null` for none")
+    seed: int | None = Field(
+        0, ge=0, le=MAX_SEED, description="seed of torch, numpy, the envs and the action space; `null` for none"
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="periodic evaluation during `diffrl train`")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="periodic checkpoints")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logs and progress output")
@@ -178,6 +193,15 @@ class Config(_Strict):
         ),
     )
 
+    @model_validator(mode="after")
+    def _check_algo_kwargs(self, info: ValidationInfo) -> Config:
+        # parse_config reports these with the other errors, key by key; this catches Config(...) built directly
+        if not (info.context or {}).get("algo_kwargs_checked"):
+            errors = algo_kwargs_errors(self.algo, self.algo_kwargs)
+            if errors:
+                raise ValueError("; ".join(_describe(error).strip() for error in errors))
+        return self
+
     @property
     def head(self) -> str:
         return self.policy.head or DEFAULT_HEADS[self.algo]
@@ -185,44 +209,6 @@ class Config(_Strict):
     @property
     def losses(self) -> list[LossSpec]:
         return list(self.policy.losses or [LossSpec(name=DEFAULT_LOSSES[self.algo])])
-
-
-class SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no tags that build objects), reading ``1e-3`` as a float.
-
-    YAML 1.1 (PyYAML) needs a dot in a float (``1.0e-3``) and reads ``1e-3`` as a string,
-    which would reach stable-baselines3 as ``learning_rate: "1e-3"``.
-    """
-
-
-SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def safe_load(text: str) -> Any:
-    """``yaml.load`` with :class:`SafeLoader`: plain data only, nothing is ever constructed or evaluated."""
-    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a subclass of yaml.SafeLoader
-
-
-def read_yaml(path: str | PathLike[str]) -> dict[str, Any]:
-    """Read a YAML mapping with the safe loader."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        data = safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).replace('<unicode string>', str(path))}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path} must hold a mapping of config keys (env, algo, policy, ...), got {type(data).__name__}"
-        )
-    return data
 
 
 def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, source: str | None = None) -> Config:
@@ -239,10 +225,18 @@ def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, sourc
         source = source or str(config)
         config = read_yaml(config)
     source = source or "config"
+    data = dict(config)
+    errors: list[Any] = []
+    algo, algo_kwargs = data.get("algo", "sac"), data.get("algo_kwargs", {})
+    if algo in ALGOS and isinstance(algo_kwargs, Mapping):
+        errors = algo_kwargs_errors(algo, algo_kwargs)
     try:
-        return Config.model_validate(dict(config))
+        parsed = Config.model_validate(data, context={"algo_kwargs_checked": True})
     except ValidationError as exc:
-        raise ConfigError(f"invalid {source}:\n" + "\n".join(_describe(error) for error in exc.errors())) from None
+        errors = [*exc.errors(), *errors]
+    if errors:
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(_describe(error) for error in errors))
+    return parsed
 
 
 def key_path(loc: Sequence[int | str]) -> str:
@@ -269,8 +263,10 @@ def _describe(error: Any) -> str:
         return f"  {key_path(loc)}: unknown key{hint}"
     if error["type"] == "missing":
         return f"  {key_path(loc)}: required key is missing"
-    given = error.get("input")
-    return f"  {key_path(loc)}: {error['msg']} (got {given!r})"
+    if error["type"] in ("reserved", "unknown"):  # algo_kwargs' own errors say what to do instead
+        return f"  {key_path(loc)}: {error['msg']}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"  {key_path(loc)}: {message} (got {shorten(error.get('input'))})"
 
 
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
@@ -322,11 +318,7 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
             )
         path.append(match.group(1))
         path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
-    try:
-        value = safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {exc}") from None
-    return path, value
+    return path, safe_load(raw, source=f"--set {text!r}")
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

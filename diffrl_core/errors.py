@@ -137,3 +137,30 @@ class IncompatibleComponentsError(DiffRLError):
 class ConfigError(DiffRLError):
     """A config file or mapping that is not valid."""
 
+
+
+class ComponentError(DiffRLError):
+    """A component's own code failed (its constructor raised, or it raised while training): names it and its plugin."""
+
+
+class DivergenceError(DiffRLError):
+    """Training produced a non-finite value (NaN or infinity); the message names where it came from.
+
+    :param source: what produced it: ``head 'gaussian' (plugin 'gaussian' ...)``, ``env 'Pendulum-v1'``, ...
+    :param what: the value: ``observation``, ``reward``, ``action``, ``value of loss term 'bc'``, ``gradient of ...``
+    :param num_timesteps: the env step at which it was found
+    :param detail: what else was found (e.g. which of its inputs were finite)
+    """
+
+    def __init__(self, source: str, what: str, num_timesteps: int, detail: str = "") -> None:
+        self.source = source
+        self.what = what
+        self.num_timesteps = num_timesteps
+        message = f"training diverged at step {num_timesteps}: {source} produced a non-finite {what}"
+        super().__init__(message + (f" ({detail})" if detail else ""))
+
+
+def message_of(exc: BaseException, limit: int = 400) -> str:
+    """An exception's message for an error paragraph: one line, at most about ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else f"{text[: limit - 40]}... ({len(text)} characters)"

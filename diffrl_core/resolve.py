@@ -18,9 +18,18 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from diffrl_core.config import Config
-from diffrl_core.errors import ConfigError, IncompatibleComponentsError, MissingComponentError, UnknownNameError
+from diffrl_core.errors import (
+    ComponentError,
+    ConfigError,
+    DiffRLError,
+    IncompatibleComponentsError,
+    MissingComponentError,
+    UnknownNameError,
+    message_of,
+)
 from diffrl_core.kinds import ACTOR_HEADS, ENVS, LOSS_TERMS, POSTPROCESSORS, Kind, label
 from diffrl_core.registry import Registration, import_target
+from diffrl_core.strict_yaml import shorten
 
 if TYPE_CHECKING:
     from diffrl_core.components import ActorHead, LossTerm, PostProcessor
@@ -91,11 +100,20 @@ class ResolvedComponent:
         it becomes a :class:`~diffrl_core.errors.ConfigError` naming the component and the
         config key (exit 2 from the CLI, no traceback).
         """
+        what = f"{label(self.registration.kind)} {self.describe()}"
         try:
             return self.cls(*args, **self.kwargs)
+        except DiffRLError:
+            raise
         except (ValueError, TypeError) as exc:
-            what = f"{label(self.registration.kind)} {self.describe()}"
-            raise ConfigError(f"{self.kwargs_key}: {what} rejected its kwargs {dict(self.kwargs)}: {exc}") from exc
+            raise ConfigError(
+                f"{self.kwargs_key}: {what} rejected its kwargs {shorten(dict(self.kwargs))}: {message_of(exc)}"
+            ) from exc
+        except Exception as exc:  # a plugin's bug: name the component, not a traceback into its code
+            raise ComponentError(
+                f"{what} failed to construct (kwargs {shorten(dict(self.kwargs))} from {self.kwargs_key}): "
+                f"{type(exc).__name__}: {message_of(exc)}. This is a bug of its plugin, or of its kwargs"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -270,6 +288,12 @@ def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost, fixed_args
         raise IncompatibleComponentsError(
             f"{kind.label} {registration.name!r} of {registration.provenance.describe()} is {cls!r}, "
             f"not a subclass of diffrl_core.components.{base.__name__}"
+        )
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise IncompatibleComponentsError(
+            f"{kind.label} {registration.name!r} of {registration.provenance.describe()} is abstract: "
+            f"{cls.__qualname__} does not implement {missing} (a bug of its plugin)"
         )
     _check_kwargs(cls, kind, registration, named.kwargs, named.kwargs_key, fixed_args)
     return ResolvedComponent(registration, cls, dict(named.kwargs), named.weight, named.name, named.kwargs_key)

@@ -6,16 +6,21 @@ so the ``diffrl`` commands stay thin and the layout can be read by other tools.
 A run folder (``runs/<config-stem>-<timestamp>`` by default)::
 
     config.yaml        the resolved config (every default filled in) + a ``versions`` section
-    status.json        running | interrupted | finished | failed, num_timesteps, checkpoint, ...
+    status.json        created | running | interrupted | finished | failed, num_timesteps, checkpoint, ...
     model.zip          the final model (only once the run finished)
     checkpoints/       model_<steps>.zip (+ replay_buffer_<steps>.pkl for the latest one)
     logs/              progress.csv and TensorBoard events (every logged value)
     evaluations.npz    periodic evaluations: timesteps, results (n_evals x n_episodes), ep_lengths
     results.json       the final evaluation (mean / std return)
 
-Every file is written to a temporary name and moved into place (``os.replace``), and the
-folder itself appears only once its config and status are written: a config error leaves
-nothing behind, and an interrupted run always has a status that points to a complete checkpoint.
+Every file is written to a temporary name next to it, ``.tmp-<pid>-<stem>-<random><suffix>``,
+and moved into place (``os.replace``); the folder itself is written as a hidden sibling,
+``.staging-<pid>-<name>-<random>/``, and renamed into place once its config and status are
+written. So a config error leaves nothing behind, and an interrupted run always has a status
+that points to a complete checkpoint. The writer's pid tells what a killed process (SIGKILL,
+power loss) left from what a live one is still writing: such leftovers are hidden (never taken
+for a run or a checkpoint) and removed by the next writer (:func:`atomic_path` for its own
+target, :func:`create_run_dir` in its parent folder, :func:`plan_resume` in the run folder).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from diffrl_core.algo_kwargs import RESUMABLE_ALGO_KWARGS
 from diffrl_core.config import Config, apply_overrides, parse_config, read_yaml
 from diffrl_core.errors import ConfigError, DiffRLError
 
@@ -56,12 +63,80 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+#: Prefixes of the temporary files of :func:`atomic_path` and the staging folders of :func:`create_run_dir`;
+#: the writer's pid and ``-`` follow.
+TMP_PREFIX = ".tmp-"
+STAGING_PREFIX = ".staging-"
+
+#: Leftovers named without a pid (by diffrl before pids were part of the names) are removed once they were
+#: not modified for this long (seconds): a live writer keeps its file's modification time recent.
+STALE_AFTER = 3600.0
+
+# tempfile's random part: 8 of [a-z0-9_]
+_RANDOM = r"[a-z0-9_]{8}"
+# stems and names are shortened in temporary names, which must stay within the file system's 255 bytes
+_NAME_CHARS = 64
+
+
+def _stale(path: Path, pid: int | None) -> bool:
+    """Whether ``path`` is a leftover of a process that is gone (``pid``: the writer's, from the name)."""
+    if pid is not None:
+        return pid != os.getpid() and not pid_alive(pid)
+    try:
+        return time.time() - path.lstat().st_mtime > STALE_AFTER
+    except FileNotFoundError:
+        return False
+
+
+def _remove_stale_files(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """Remove the stale temporary files in ``folder``.
+
+    :param pattern: the names of the temporary files to consider; its group ``pid`` (when it matched) is the writer's
+    :return: the files removed
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name) if entry.name.startswith(TMP_PREFIX) else None
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        if _stale(path, int(match["pid"]) if match["pid"] else None):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
+# any temporary file, with the pid in its name or (an older name) without
+_ANY_TMP = re.compile(rf"{re.escape(TMP_PREFIX)}(?:(?P<pid>\d+)-)?.+")
+
+
+def _remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove what killed writers of ``target`` left next to it (so a rewritten file, e.g. a plot, cleans up)."""
+    stem, suffix = target.stem, re.escape(target.suffix)
+    pattern = re.compile(
+        rf"{re.escape(TMP_PREFIX)}(?:(?P<pid>\d+)-{re.escape(stem[:_NAME_CHARS])}|{re.escape(stem)})-{_RANDOM}{suffix}"
+    )
+    return _remove_stale_files(target.parent, pattern)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``target`` (same suffix); move it into place on success."""
+    """Yield a temporary path next to ``target`` (same suffix); move it into place on success.
+
+    The temporary name holds this process's pid; the leftovers of killed writers of ``target``
+    are removed first.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.stem}-", suffix=target.suffix, dir=target.parent)
+    _remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{TMP_PREFIX}{os.getpid()}-{target.stem[:_NAME_CHARS]}-", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; the final file gets the usual permissions
     try:
@@ -295,8 +370,9 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
 def create_run_dir(target: str | os.PathLike[str], config: Mapping[str, Any], status: Mapping[str, Any]) -> RunDir:
     """Create a run folder holding ``config.yaml`` and ``status.json``, all at once.
 
-    The files are written into a hidden sibling folder which is then renamed to ``target``:
-    an empty folder is replaced, anything else at ``target`` is left alone.
+    The files are written into a hidden sibling folder (``.staging-<pid>-<name>-<random>``) which
+    is then renamed to ``target``: an empty folder is replaced, anything else at ``target`` is left
+    alone. The staging folders that killed processes left in the same parent folder are removed first.
 
     :param target: the run folder to create; it must not exist, or be an empty folder
     :param config: the resolved config, written to ``config.yaml``
@@ -305,7 +381,10 @@ def create_run_dir(target: str | os.PathLike[str], config: Mapping[str, Any], st
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    clean_staging(target.parent)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-{target.name[:_NAME_CHARS]}-", dir=target.parent)
+    )
     os.chmod(staging, 0o777 & ~_UMASK)
     try:
         (staging / CONFIG_FILE).write_text(dump_yaml(config))
@@ -326,6 +405,7 @@ def create_run_dir(target: str | os.PathLike[str], config: Mapping[str, Any], st
 
 
 def pid_alive(pid: Any) -> bool:
+    """Whether ``pid`` is another process that is running on this machine (this process: False)."""
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
         return False
     try:
@@ -335,6 +415,75 @@ def pid_alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- leftovers of killed processes -------------------------------------------------------------
+
+_STAGING = re.compile(rf"{re.escape(STAGING_PREFIX)}(?P<pid>\d+)-.+-{_RANDOM}")
+# the staging folders of diffrl before pids were part of the names: .<name>-<random>
+_OLDER_STAGING = re.compile(rf"\.(?!{re.escape(TMP_PREFIX[1:])}|{re.escape(STAGING_PREFIX[1:])}).+-{_RANDOM}")
+_STAGED = {CONFIG_FILE, STATUS_FILE, CHECKPOINTS_DIR, LOGS_DIR}
+
+
+def _holds_only_staged_files(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but what :func:`create_run_dir` stages (so removing it loses nothing else)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name not in _STAGED:
+                    return False
+                if entry.name in (CHECKPOINTS_DIR, LOGS_DIR):
+                    if not entry.is_dir(follow_symlinks=False):
+                        return False
+                    with os.scandir(entry.path) as inside:
+                        if any(inside):
+                            return False
+    except OSError:
+        return False
+    return True
+
+
+def clean_staging(parent: str | os.PathLike[str]) -> list[Path]:
+    """Remove the staging folders that killed processes left in ``parent`` (a folder of run folders).
+
+    A staging folder is removed when the process named in it is gone (or, for a name without a pid,
+    when it was not modified for :data:`STALE_AFTER` seconds), and only if it holds nothing but the
+    files :func:`create_run_dir` stages.
+
+    :param parent: the folder holding the run folders
+    :return: the folders removed
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        match = _STAGING.fullmatch(entry.name)
+        if match is None and not _OLDER_STAGING.fullmatch(entry.name):
+            continue
+        path = Path(entry.path)
+        if _stale(path, int(match["pid"]) if match else None) and _holds_only_staged_files(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def clean_leftovers(run: RunDir) -> list[Path]:
+    """Remove the temporary files that killed processes left in a run folder, its checkpoints/ and logs/.
+
+    A file is removed when the process named in it is gone (or, for a name without a pid, when it was
+    not modified for :data:`STALE_AFTER` seconds): the files of a process still writing stay.
+
+    :param run: the run folder
+    :return: the files removed
+    """
+    removed: list[Path] = []
+    for folder in (run.path, run.checkpoints, run.logs):
+        removed += _remove_stale_files(folder, _ANY_TMP)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -352,6 +501,8 @@ class ResumePlan:
 def plan_resume(run_dir: str | os.PathLike[str], overrides: Sequence[str] = ()) -> ResumePlan:
     """Check that a run can be resumed with these overrides (without importing torch).
 
+    The temporary files that a killed process left in the run folder are removed (:func:`clean_leftovers`).
+
     :raises DiffRLError: when the run is being trained, has no checkpoint or is done; a
         :class:`ConfigError` when an override is invalid or would change the model or the env
     """
@@ -359,18 +510,18 @@ def plan_resume(run_dir: str | os.PathLike[str], overrides: Sequence[str] = ()) 
     status = run.read_status()
     if status.get("status") in ("running", "created") and pid_alive(status.get("pid")):
         raise DiffRLError(f"run {str(run.path)!r} is being trained right now (pid {status['pid']}); stop it first")
+    clean_leftovers(run)  # e.g. the half-written checkpoint of a run that was killed
     saved = run.read_config()
     config = saved
     if overrides:
         data = apply_overrides(resolved_config(saved, saved.versions), overrides)
         config = parse_config(data, source=f"config for resumed run {run.path}")
-        before, after = resolved_config(saved), resolved_config(config)
-        changed = before.keys() | after.keys()
-        fixed = sorted(key for key in changed if key not in RESUMABLE_KEYS and before.get(key) != after.get(key))
+        fixed = _fixed_changes(resolved_config(saved), resolved_config(config))
         if fixed:
             raise ConfigError(
-                f"--resume can only change {', '.join(RESUMABLE_KEYS)}; changing {', '.join(fixed)} would change the "
-                "model or the env: start a new run instead"
+                f"--resume can only change {', '.join(RESUMABLE_KEYS)} and algo_kwargs."
+                f"{{{','.join(RESUMABLE_ALGO_KWARGS)}}}; changing {', '.join(fixed)} would change the model or the "
+                "env: start a new run instead"
             )
     model, buffer, steps = run.resume_point()
     if steps >= config.total_timesteps:
@@ -381,11 +532,30 @@ def plan_resume(run_dir: str | os.PathLike[str], overrides: Sequence[str] = ()) 
     return ResumePlan(run, config, saved, model, buffer, steps)
 
 
+def _fixed_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The keys changed between two resolved configs that ``--resume`` cannot change."""
+    fixed = []
+    for key in sorted(before.keys() | after.keys()):
+        if key in RESUMABLE_KEYS or before.get(key) == after.get(key):
+            continue
+        if key == "algo_kwargs":  # how the model is trained may change (a lower learning rate after a divergence)
+            old, new = before.get(key) or {}, after.get(key) or {}
+            fixed += [f"algo_kwargs.{name}" for name in sorted(old.keys() | new.keys())
+                      if name not in RESUMABLE_ALGO_KWARGS and old.get(name) != new.get(name)]
+        else:
+            fixed.append(key)
+    return fixed
+
+
 # -- finding runs --------------------------------------------------------------------------------
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[RunDir]:
-    """Run folders named directly, or the run folders directly inside the given folders."""
+    """Run folders named directly, or the run folders directly inside the given folders.
+
+    Hidden folders inside a folder are skipped: they are not runs (e.g. the staging folder of a run
+    being created, or one a killed process left).
+    """
     found: list[RunDir] = []
     for path in map(Path, paths):
         if (path / STATUS_FILE).exists():
@@ -393,7 +563,9 @@ def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[RunDir]:
             continue
         if not path.is_dir():
             raise DiffRLError(f"{str(path)!r} " + ("does not exist" if not path.exists() else "is not a run folder"))
-        children = sorted(child for child in path.iterdir() if (child / STATUS_FILE).exists())
+        children = sorted(
+            child for child in path.iterdir() if not child.name.startswith(".") and (child / STATUS_FILE).exists()
+        )
         if not children:
             raise DiffRLError(f"{str(path)!r} is not a run folder and holds none (a run folder has a {STATUS_FILE})")
         found.extend(RunDir(child) for child in children)

@@ -8,8 +8,10 @@ This module imports torch and stable-baselines3: import it only where it is used
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from diffrl_core import runs
 from diffrl_core.callbacks import Checkpointer, Evaluator, ProgressAndStop, TrainingOutput, make_logger
 from diffrl_core.compose import load_model, make_env, make_model
 from diffrl_core.config import Config
+from diffrl_core.errors import DiffRLError, DivergenceError
 from diffrl_core.evaluation import format_return, make_eval_env, mean_std
 from diffrl_core.plugins import PluginHost
 
@@ -109,6 +112,7 @@ def start_run(config: Config, run_dir: Path, name: str, bar: bool, host: PluginH
     versions = runs.collect_versions(saved["provenance"], _env_provenance(config.env, host))
     status = {
         "status": "created",
+        "pid": os.getpid(),
         "name": name,
         "env": config.env,
         "algo": config.algo,
@@ -126,10 +130,21 @@ def start_run(config: Config, run_dir: Path, name: str, bar: bool, host: PluginH
             if opened is not None:
                 opened.close()
         raise
-    output = TrainingOutput(bar)
-    output.print(f"run folder: {run.path}")
-    output.print(f"training {config.algo} on {config.env} for {config.total_timesteps} steps")
-    return _train(model, config, run, eval_env, output, resumed=False)
+    try:
+        output = TrainingOutput(bar)
+        output.print(f"run folder: {run.path}")
+        output.print(f"training {config.algo} on {config.env} for {config.total_timesteps} steps")
+        return _train(model, config, run, eval_env, output, resumed=False)
+    except BaseException:
+        # stopped (Ctrl-C, or SIGTERM as cli.Terminated) or failed before _train set the status to
+        # "running": the run has no step and no checkpoint, nothing to keep
+        with contextlib.suppress(DiffRLError, OSError):
+            if run.read_status().get("status") == "created":
+                for opened in (env, eval_env):
+                    if opened is not None:
+                        opened.close()
+                shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost) -> int:
@@ -143,7 +158,7 @@ def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost) -> int:
     run, config, saved, model_path, buffer_path = plan.run, plan.config, plan.saved, plan.model, plan.replay_buffer
     env = make_env(config, host=host)
     try:
-        model = load_model(model_path, env=env, host=host)
+        model = load_model(model_path, env=env, host=host, **_changed_algo_kwargs(config, saved))
         if buffer_path is not None:
             model.load_replay_buffer(buffer_path)  # type: ignore[attr-defined]
         eval_env = _eval_env(config, host)
@@ -161,6 +176,14 @@ def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost) -> int:
         f" ({'with' if buffer_path else 'without'} its replay buffer)"
     )
     return _train(model, config, run, eval_env, output, resumed=True)
+
+
+def _changed_algo_kwargs(config: Config, saved: Config) -> dict[str, Any]:
+    """The algo_kwargs ``--resume --set`` changed (runs.plan_resume allowed only resumable ones), for ``load()``."""
+    changed = {key: value for key, value in config.algo_kwargs.items() if saved.algo_kwargs.get(key) != value}
+    if isinstance(changed.get("train_freq"), list):
+        changed["train_freq"] = tuple(changed["train_freq"])
+    return changed
 
 
 def _eval_env(config: Config, host: PluginHost) -> VecEnv | None:
@@ -205,6 +228,11 @@ def _train(model: BaseAlgorithm, config: Config, run: runs.RunDir, eval_env: Vec
                 return EXIT_CODES[stop.signum]  # type: ignore[index]
             _finish(model, config, run, checkpointer, evaluator, output)
             return 0
+        except DivergenceError as exc:
+            # nothing non-finite is saved: the status keeps pointing to the last finite checkpoint
+            status = run.update_status(status="diverged", pid=None, error=str(exc), diverged_at=exc.num_timesteps)
+            exc.args = (str(exc) + _after_divergence(run, status),)
+            raise
         except KeyboardInterrupt:
             # a second signal: stop at once, the last complete checkpoint stays the resume point
             status = run.update_status(status="interrupted", signal=stop.name or "SIGINT", pid=None)
@@ -223,6 +251,17 @@ def _train(model: BaseAlgorithm, config: Config, run: runs.RunDir, eval_env: Vec
             for env in (model.get_env(), eval_env):
                 if env is not None:
                     env.close()
+
+
+def _after_divergence(run: runs.RunDir, status: dict[str, Any]) -> str:
+    """What a diverged run has left and how to go on, for the error message."""
+    checkpoint = status.get("checkpoint")
+    if not checkpoint:
+        return (f". Run {run.path} is marked diverged; it had no checkpoint yet: start a new run with a change "
+                "(e.g. a lower algo_kwargs.learning_rate)")
+    return (f". Run {run.path} is marked diverged; its last checkpoint, {checkpoint} (step "
+            f"{status.get('checkpoint_timesteps')}), has finite weights: continue from it with a change, e.g. "
+            f"diffrl train --resume {run.path} --set algo_kwargs.learning_rate=...")
 
 
 def _finish(model: BaseAlgorithm, config: Config, run: runs.RunDir, checkpointer: Checkpointer,

@@ -35,7 +35,8 @@ def plot(run_dirs: tuple[Path, ...], output: Path, metric: str, separate: bool, 
 
     A RUN_DIR may also be a folder of run folders (e.g. runs/). Runs trained from the same
     config file (seeds) are drawn as one curve: their mean, with a band of +/- one standard
-    deviation and each run as a thin line.
+    deviation and each run as a thin line. A run inside such a folder that has no curve yet is
+    skipped, with a note.
     """
     from diffrl_core import runs
     from diffrl_core.errors import DiffRLError
@@ -43,13 +44,28 @@ def plot(run_dirs: tuple[Path, ...], output: Path, metric: str, separate: bool, 
     found = runs.find_runs(run_dirs)
     groups: dict[str, list[tuple[Any, Any]]] = {}
     envs, metrics = set(), set()
+    skipped: list[str] = []
     for run in found:
         status = run.read_status()
-        x, y, used = read_curve(run, metric)
+        try:
+            x, y, used = read_curve(run, metric)
+        except DiffRLError:
+            if run.path in run_dirs:
+                raise
+            # a run inside a folder of runs that has no curve yet (just started, or killed before its
+            # first log) must not stop the plot of the others
+            skipped.append(run.path.name)
+            continue
         metrics.add(used)
         envs.add(status.get("env") or "?")
         key = run.path.name if separate else str(status.get("name") or run.path.name)
         groups.setdefault(key, []).append((x, y))
+    if not groups:
+        folders = ", ".join(repr(str(path)) for path in run_dirs)
+        raise DiffRLError(f"none of the runs in {folders} has evaluations or logged episode returns yet")
+    if skipped:
+        click.echo(f"note: skipped {len(skipped)} run(s) with no evaluations or logged episode returns yet: "
+                   f"{', '.join(skipped)}", err=True)
 
     import matplotlib
 
@@ -88,7 +104,7 @@ def plot(run_dirs: tuple[Path, ...], output: Path, metric: str, separate: bool, 
     plt.close(fig)
     if metrics == {"eval", "train"}:
         click.echo("note: some runs have no evaluations; their training episode returns are plotted", err=True)
-    click.echo(f"wrote {output} ({len(found)} run(s), {len(groups)} curve(s))")
+    click.echo(f"wrote {output} ({len(found) - len(skipped)} run(s), {len(groups)} curve(s))")
 
 
 def read_curve(run: RunDir, metric: str = "eval") -> tuple[Any, Any, str]:

@@ -12,6 +12,7 @@ what SB3 computes; the tests check that the trained parameters are equal.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -24,9 +25,13 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from diffrl_core.components import ActorLossContext, LossTerm
-from diffrl_core.errors import DiffRLError
+from diffrl_core.errors import DiffRLError, DivergenceError
+from diffrl_core.sb3.divergence import Diagnosis, finite_array, gradient_guard, nonfinite_argument
 
 if TYPE_CHECKING:
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
     from diffrl_core.resolve import Composition
 
 
@@ -44,6 +49,12 @@ class _ComposedAlgorithmMixin:
     #: the names, kwargs and provenance of the components, saved with the model as plain JSON
     diffrl_components: dict[str, Any]
     _loss_terms: list[tuple[str, float, LossTerm]]
+    #: the replay batch of the latest gradient step, for the divergence diagnosis
+    last_batch: ReplayBufferSamples | None = None
+    #: how messages name the env, e.g. ``env 'diffrl/PointMassReach-v0' (plugin 'envs' ...)``
+    env_text: str | None = None
+    num_timesteps: int
+    _last_obs: Any
 
     def __init__(self, *args: Any, composition: Composition | None = None, **kwargs: Any) -> None:
         self.composition = composition
@@ -65,9 +76,62 @@ class _ComposedAlgorithmMixin:
         finally:
             self.policy_kwargs = policy_kwargs
         self._loss_terms = self.composition.build_loss_terms()
+        # non-finite gradients are refused before the step, while the weights are still finite
+        optimizers = {"the actor loss": self.actor.optimizer, "the critic loss": self.critic.optimizer,  # type: ignore[attr-defined]
+                      "the entropy coefficient loss": getattr(self, "ent_coef_optimizer", None)}
+        for what, optimizer in optimizers.items():
+            if optimizer is not None:
+                optimizer.register_step_pre_hook(gradient_guard(self, what))
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "composition", "_loss_terms"]  # type: ignore[misc]
+        return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]
+
+    def env_label(self) -> str:
+        """The env as messages name it."""
+        if self.env_text:
+            return self.env_text
+        spec = getattr(self.get_env(), "get_attr", lambda name: [None])("spec")[0]  # type: ignore[attr-defined]
+        return f"env {spec.id!r}" if spec is not None else "the env"
+
+    def learn(self, *args: Any, **kwargs: Any) -> Any:
+        """stable-baselines3's ``learn()``; a distribution refusing NaN parameters becomes a :class:`DivergenceError`."""
+        try:
+            return super().learn(*args, **kwargs)  # type: ignore[misc]
+        except ValueError as exc:
+            if not nonfinite_argument(exc):
+                raise
+            raise Diagnosis(self, self.num_timesteps).explain(
+                "distribution parameter", self.last_batch, self._acting_observations()
+            ) from exc
+
+    def _acting_observations(self) -> Any:
+        if self._last_obs is None:
+            return None
+        return self.policy.obs_to_tensor(self._last_obs)[0]  # type: ignore[attr-defined]
+
+    def _store_transition(self, replay_buffer: ReplayBuffer, buffer_action: np.ndarray, new_obs: Any,
+                          reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        # what the env returned and the action it got, checked before they reach the replay buffer
+        if not finite_array(buffer_action):
+            raise Diagnosis(self, self.num_timesteps).explain("action", observations=self._acting_observations())
+        for what, value in (("observation", new_obs), ("reward", reward)):
+            if not finite_array(value):
+                raise DivergenceError(self.env_label(), what, self.num_timesteps,
+                                      "the action it was given is finite")
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
+
+    def loss_context(self, batch: ReplayBufferSamples) -> ActorLossContext:
+        """A fresh actor loss context on ``batch`` (what ``train()`` builds), for the diagnosis."""
+        observations = batch.observations
+        return ActorLossContext.from_sample(
+            batch, self.actor.sample(observations), q_fn=self.actor_q_fn(observations),  # type: ignore[attr-defined]
+            postprocess=self.actor.postprocessor, alpha=self._alpha(), algo=self._algo_name,
+        )
+
+    _algo_name: str
+
+    def _alpha(self) -> th.Tensor | None:
+        return None
 
     def _actor_loss(self, ctx: ActorLossContext, logs: dict[str, list[float]]) -> th.Tensor:
         """Weighted sum of the terms in config order; each term logged under its own name."""
@@ -77,7 +141,10 @@ class _ComposedAlgorithmMixin:
             value, extra = output if isinstance(output, tuple) else (output, {})
             if value.ndim != 0:
                 raise ValueError(f"loss term {name!r} returned a tensor of shape {tuple(value.shape)}, not a scalar")
-            logs[f"train/loss/{name}"].append(value.item())
+            item = value.item()
+            logs[f"train/loss/{name}"].append(item)
+            if not math.isfinite(item):
+                raise Diagnosis(self, self.num_timesteps).explain(f"value of loss term {name!r}", self.last_batch)
             for key, item in extra.items():
                 logs[f"train/{name}/{key}"].append(float(item))
             weighted = value if weight == 1.0 else weight * value  # no extra graph node for the usual weight
@@ -97,6 +164,11 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
     :param args: SAC's arguments
     :param kwargs: SAC's keyword arguments
     """
+
+    _algo_name = "sac"
+
+    def _alpha(self) -> th.Tensor | None:
+        return self.entropy_coefficient()
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         # Switch to train mode (this affects batch norm / dropout)
@@ -118,6 +190,9 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
         for gradient_step in range(gradient_steps):
             # Sample replay buffer
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            # >>> diffrl: kept for the divergence diagnosis
+            self.last_batch = replay_data
+            # <<< diffrl
             # For n-step replay, discount factor is gamma**n_steps (when no early termination)
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
 
@@ -245,6 +320,8 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
     :param kwargs: TD3's keyword arguments
     """
 
+    _algo_name = "td3"
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
@@ -260,6 +337,9 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
             self._n_updates += 1
             # Sample replay buffer
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            # >>> diffrl: kept for the divergence diagnosis
+            self.last_batch = replay_data
+            # <<< diffrl
             # For n-step replay, discount factor is gamma**n_steps (when no early termination)
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
 

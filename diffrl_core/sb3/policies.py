@@ -20,7 +20,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-from diffrl_core.components import ActionSample, ActorHead, PostProcessor, postprocess_sample
+from diffrl_core.components import ActionSample, ActorHead, HeadSample, PostProcessor, postprocess_sample
 from diffrl_core.errors import DiffRLError
 
 if TYPE_CHECKING:
@@ -95,8 +95,11 @@ class ComposedActor(BasePolicy):
 
     def sample(self, obs: PyTorchObs) -> ActionSample:
         """A reparameterized head sample, its normalized actions and their log-prob, for the losses."""
-        return postprocess_sample(self.head.sample(self.latent(obs)), self.postprocessor, type(self.head),
-                                  self.raw_log_prob)
+        return self.sample_from(self.head.sample(self.latent(obs)))
+
+    def sample_from(self, head_sample: HeadSample) -> ActionSample:
+        """A head sample carried through the post-processor, with the log-prob the losses see."""
+        return postprocess_sample(head_sample, self.postprocessor, type(self.head), self.raw_log_prob)
 
     def action_log_prob(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
         """SAC's interface: normalized sampled actions and their log-prob (of the normalized actions)."""

@@ -1,0 +1,191 @@
+"""The ``algo_kwargs`` a config may pass to stable-baselines3's SAC and TD3, with their types and ranges.
+
+stable-baselines3 checks few of its constructor arguments: ``learning_rate: 0``,
+``buffer_size: 0``, ``gamma: 2.5`` or ``batch_size: true`` train silently into nonsense, and
+``learning_rate: -1`` fails deep inside ``learn()``. These models refuse such values when the
+config is read, before any plugin is loaded or folder created, naming the key and the valid
+range. Keys the config sets elsewhere (``policy_kwargs``, ``seed``, ...) and those that take
+Python objects (``replay_buffer_class``) are refused with where to set them instead.
+
+Imports pydantic only (no torch).
+"""
+
+# Every field defaults to None without allowing None: only the keys a config sets are validated and
+# passed on (an explicit `null` is refused), which mypy's pydantic plugin cannot express.
+# mypy: disable-error-code="assignment,arg-type"
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+#: algo_kwargs that the config sets elsewhere, or that hold Python objects (key -> why refused)
+RESERVED_ALGO_KWARGS = {
+    "policy": "set it with policy.head / policy.losses / policy.postprocess",
+    "env": "set it with the config key 'env'",
+    "policy_kwargs": "set it with the config section 'policy'",
+    "seed": "set it with the config key 'seed'",
+    "action_noise": "set it with the config section 'action_noise'",
+    "composition": "set it with the config section 'policy'",
+    "replay_buffer_class": "a config cannot name a Python class (the default replay buffer is used)",
+    "_init_setup_model": "internal to stable-baselines3",
+}
+
+
+def _entropy_coefficient(value: str | float) -> str | float:
+    """SAC's ``ent_coef``: a positive number, ``auto``, or ``auto_<initial value>``."""
+    if isinstance(value, str):
+        if value == "auto":
+            return value
+        initial = value.removeprefix("auto_")
+        try:
+            number = float(initial) if initial != value else None
+        except ValueError:
+            number = None
+        if number is None or not number > 0 or number == float("inf"):
+            raise ValueError("expected a positive number, 'auto' or 'auto_<positive initial value>' such as 'auto_0.1'")
+        return value
+    if not value > 0:
+        raise ValueError("expected a positive number (or 'auto')")
+    return value
+
+
+def _target_entropy(value: str | float) -> str | float:
+    if isinstance(value, str) and value != "auto":
+        raise ValueError("expected a number or 'auto'")
+    return value
+
+
+def _gradient_steps(value: int) -> int:
+    if value < -1:
+        raise ValueError("expected an integer >= 0 (0: collect without training), or -1 (as many as env steps)")
+    return value
+
+
+def _sde_sample_freq(value: int) -> int:
+    if value < 1 and value != -1:
+        raise ValueError("expected an integer >= 1, or -1 (sample the noise only at the start of each rollout)")
+    return value
+
+
+def _device(value: str) -> str:
+    kind, _, index = value.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps", "xpu") or (index and (kind == "auto" or not index.isdigit())):
+        raise ValueError("expected 'auto', 'cpu', 'cuda', 'cuda:<index>', 'mps' or 'xpu'")
+    return value
+
+
+def _train_freq(value: int | list[Any]) -> int | list[Any]:
+    """``train_freq``: ``N`` env steps, or ``[N, step]`` / ``[N, episode]``."""
+    if isinstance(value, list):
+        if (len(value) != 2 or not isinstance(value[0], int) or isinstance(value[0], bool) or value[0] < 1
+                or value[1] not in ("step", "episode")):
+            raise ValueError("expected an integer >= 1, or [N, 'step'] / [N, 'episode'] with N >= 1")
+    elif value < 1:
+        raise ValueError("expected an integer >= 1, or [N, 'step'] / [N, 'episode'] with N >= 1")
+    return value
+
+
+class _OffPolicyKwargs(BaseModel):
+    """The keyword arguments SAC and TD3 share (stable-baselines3's ``OffPolicyAlgorithm``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    learning_rate: float = Field(None, gt=0, description="Adam's step size of the actor and the critics")
+    buffer_size: int = Field(None, ge=1, description="replay buffer size, in transitions (per env)")
+    learning_starts: int = Field(None, ge=0, description="env steps of random actions before the first update")
+    batch_size: int = Field(None, ge=1, description="minibatch size of each gradient step")
+    tau: float = Field(
+        None, gt=0, le=1, description="soft update coefficient of the target networks (1: hard copy)"
+    )
+    gamma: float = Field(None, ge=0, le=1, description="discount factor")
+    train_freq: Annotated[int | list[Any], AfterValidator(_train_freq)] = Field(
+        None, description="update every N env steps, or `[N, episode]`"
+    )
+    gradient_steps: Annotated[int, AfterValidator(_gradient_steps)] = Field(
+        None, description="gradient steps per update (`-1`: as many as env steps collected, `0`: none)"
+    )
+    replay_buffer_kwargs: dict[str, Any] | None = Field(None, description="keyword arguments of the replay buffer")
+    optimize_memory_usage: bool = Field(None, description="store each observation once in the replay buffer")
+    n_steps: int = Field(None, ge=1, description="n-step returns in the replay buffer (1: one-step TD targets)")
+    stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
+    tensorboard_log: str | None = Field(
+        None, description="TensorBoard folder (`diffrl train` logs into the run folder)"
+    )
+    verbose: int = Field(None, ge=0, le=2, description="stable-baselines3's verbosity (0, 1 or 2)")
+    device: Annotated[str, AfterValidator(_device)] = Field(
+        None, description="torch device: `auto`, `cpu`, `cuda`, ..."
+    )
+
+
+class SACKwargs(_OffPolicyKwargs):
+    """``algo_kwargs`` of ``algo: sac``."""
+
+    ent_coef: Annotated[str | float, AfterValidator(_entropy_coefficient)] = Field(
+        None, description="entropy coefficient: a positive number, `auto` (learned) or `auto_<initial value>`"
+    )
+    target_update_interval: int = Field(None, ge=1, description="update the target networks every N gradient steps")
+    target_entropy: Annotated[str | float, AfterValidator(_target_entropy)] = Field(
+        None, description="the entropy `auto` tuning aims at (`auto`: minus the action dimension)"
+    )
+    use_sde: Literal[False] = Field(None, description="gSDE: not supported by composed actors (the head samples)")
+    sde_sample_freq: Annotated[int, AfterValidator(_sde_sample_freq)] = Field(None, description="gSDE only")
+    use_sde_at_warmup: bool = Field(None, description="gSDE only")
+
+
+class TD3Kwargs(_OffPolicyKwargs):
+    """``algo_kwargs`` of ``algo: td3``."""
+
+    policy_delay: int = Field(None, ge=1, description="update the actor and the targets every N critic updates")
+    target_policy_noise: float = Field(
+        None, ge=0, description="standard deviation of the target policy's smoothing noise"
+    )
+    target_noise_clip: float = Field(None, ge=0, description="the smoothing noise is clipped to +/- this")
+
+
+#: algo -> the model of its algo_kwargs
+ALGO_KWARGS: dict[str, type[_OffPolicyKwargs]] = {"sac": SACKwargs, "td3": TD3Kwargs}
+
+#: algo_kwargs ``--resume`` may change: they change how the model is trained, not what it is
+RESUMABLE_ALGO_KWARGS = (
+    "learning_rate", "batch_size", "learning_starts", "tau", "gamma", "train_freq", "gradient_steps",
+    "target_update_interval", "policy_delay", "target_policy_noise", "target_noise_clip", "stats_window_size",
+    "verbose", "device",
+)
+
+
+def algo_kwargs_errors(algo: str, kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What is wrong with a config's ``algo_kwargs`` under ``algo``, as pydantic-style error dicts.
+
+    Each error has ``loc`` (starting with ``"algo_kwargs"``), ``msg``, ``type`` and, where a
+    value was refused, ``input``; reserved and unknown keys get a ``msg`` that says what to do.
+
+    :param algo: ``sac`` or ``td3``
+    :param kwargs: the config's ``algo_kwargs``
+    :return: no errors when every key is a keyword of the algorithm with a valid value
+    """
+    model = ALGO_KWARGS[algo]
+    errors: list[dict[str, Any]] = []
+    known = [key for key in model.model_fields]
+    checked: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in RESERVED_ALGO_KWARGS:
+            errors.append({"loc": ("algo_kwargs", key), "type": "reserved", "msg": RESERVED_ALGO_KWARGS[key]})
+        elif key not in model.model_fields:
+            close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"valid: {', '.join(sorted(known))}"
+            errors.append({
+                "loc": ("algo_kwargs", key), "type": "unknown",
+                "msg": f"not a keyword argument of stable-baselines3's {algo.upper()}; {hint}",
+            })
+        else:
+            checked[key] = value
+    try:
+        model.model_validate(checked)
+    except ValidationError as exc:
+        for error in exc.errors():
+            errors.append({**error, "loc": ("algo_kwargs", *error["loc"])})
+    return errors
