@@ -217,10 +217,19 @@ def load_model(
         custom_objects["policy_kwargs"] = {
             key: value for key, value in policy_kwargs.items() if key not in _FIRST_FORMAT_POLICY_KWARGS
         }
+    if env is not None:  # the checks make_model runs (the composition's were run by resolve_saved)
+        check_action_space(composition, env.action_space, _env_id(env))
     try:
-        return ALGORITHMS[composition.algo].load(path, env=env, custom_objects=custom_objects,
-                                                composition=composition, **kwargs)
+        model = ALGORITHMS[composition.algo].load(path, env=env, custom_objects=custom_objects,
+                                                 composition=composition, **kwargs)
     except ValueError as exc:
         if "spaces do not match" in str(exc):
             raise IncompatibleComponentsError(f"cannot load {str(path)!r} onto this env: {exc}") from None
         raise
+    check_action_space(composition, model.action_space, f"of the saved model {str(path)!r}")
+    return model
+
+
+def _env_id(env: gym.Env | VecEnv) -> str:
+    spec = env.get_attr("spec")[0] if isinstance(env, VecEnv) else env.spec
+    return spec.id if spec is not None else type(env).__name__

@@ -16,14 +16,15 @@ import argparse
 import sys
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from diffrl_core.algo_kwargs import ALGO_KWARGS
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, Config
 
 START = "<!-- config-reference:start -->"
@@ -54,13 +55,49 @@ def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[tuple[st
         for sub in _models(field.annotation):
             repeated = typing.get_origin(_without_none(field.annotation)) is list
             yield from rows(sub, f"{path}[]." if repeated else f"{path}.")
+        if path == "algo_kwargs":
+            yield from algo_kwargs_rows()
+
+
+#: algo_kwargs whose check is a validator function: their type as the reference states it
+_CHECKED_TYPES = {
+    "train_freq": "integer >= 1, or `[N, step]` / `[N, episode]`",
+    "gradient_steps": "integer >= -1",
+    "ent_coef": "number > 0, `auto` or `auto_<number > 0>`",
+    "target_entropy": "number or `auto`",
+    "use_sde": "`false`",
+    "sde_sample_freq": "integer >= 1, or -1",
+    "device": "`auto`, `cpu`, `cuda`, `cuda:<N>`, `mps` or `xpu`",
+}
+
+
+def algo_kwargs_rows() -> Iterator[tuple[str, str, str, str]]:
+    """A row per keyword of stable-baselines3's SAC / TD3 that ``algo_kwargs`` may set (checked as documented)."""
+    owners: dict[str, list[str]] = {}
+    fields: dict[str, FieldInfo] = {}
+    for algo, model in ALGO_KWARGS.items():
+        for name, field in model.model_fields.items():
+            owners.setdefault(name, []).append(algo)
+            fields.setdefault(name, field)
+    for name, field in fields.items():
+        only = "" if len(owners[name]) == len(ALGO_KWARGS) else f" ({' and '.join(owners[name])} only)"
+        text = _CHECKED_TYPES.get(name) or type_of(field)
+        yield f"algo_kwargs.{name}", text, "stable-baselines3's", (field.description or "") + only
 
 
 def type_of(field: FieldInfo) -> str:
     """The field's type in YAML words, with its constraints: ``integer >= 1 or null``."""
     annotation = _without_none(field.annotation)
-    text = _type(annotation)
-    for constraint in field.metadata:
+    text = _type(annotation) + _constraints(field.metadata)
+    return text + (" or null" if annotation is not field.annotation else "")
+
+
+def _constraints(metadata: Iterable[Any]) -> str:
+    """`` >= 1 <= 65536`` for the annotated-types constraints in ``metadata`` (a FieldInfo's included)."""
+    text = ""
+    for constraint in metadata:
+        if isinstance(constraint, FieldInfo):
+            text += _constraints(constraint.metadata)
         for attribute, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if isinstance(constraint, getattr(annotated_types, attribute.capitalize())):
                 text += f" {symbol} {getattr(constraint, attribute)}"
@@ -68,7 +105,7 @@ def type_of(field: FieldInfo) -> str:
             text += f" (at least {constraint.min_length})"
         if isinstance(constraint, annotated_types.MaxLen):
             text += f" (at most {constraint.max_length})"
-    return text + (" or null" if annotation is not field.annotation else "")
+    return text
 
 
 def default_of(path: str, field: FieldInfo) -> str:
@@ -139,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _type(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:  # a constrained item type, e.g. a layer size
+        return _type(args[0]) + _constraints(args[1:])
     if origin in (typing.Union, types.UnionType):
         options = [_type(arg) for arg in args if arg is not type(None)]
         return " or ".join(options) + (" or null" if type(None) in args else "")
@@ -147,7 +186,9 @@ def _type(annotation: Any) -> str:
         return " or ".join(values) if len(values) <= 2 else "one of " + ", ".join(values)
     if origin is list:
         item = _type(args[0])
-        return f"list of {item}s" if item in (*_SCALARS.values(), "mapping") else f"list of {item}"
+        noun, _, rest = item.partition(" ")
+        plural = noun in (*_SCALARS.values(), "mapping")
+        return f"list of {noun}s{' ' + rest if rest else ''}" if plural else f"list of {item}"
     if origin is dict:
         keys, values = args
         if typing.get_origin(keys) is Literal:

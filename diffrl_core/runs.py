@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from diffrl_core.algo_kwargs import RESUMABLE_ALGO_KWARGS
 from diffrl_core.config import Config, apply_overrides, parse_config, read_yaml
 from diffrl_core.errors import ConfigError, DiffRLError
+from diffrl_core.strict_yaml import safe_dump
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
@@ -216,7 +215,8 @@ def resolved_config(config: Config, versions: Mapping[str, Any] | None = None) -
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None)
+    """A run's config as YAML that :func:`~diffrl_core.strict_yaml.safe_load` reads back the same."""
+    return safe_dump(dict(data), sort_keys=False, default_flow_style=None)
 
 
 # -- the run folder ----------------------------------------------------------------------------

@@ -333,3 +333,25 @@ def test_short_learning_check(algo, head, losses, post) -> None:
     after = mean_reward()
     # acting 0 scores about -0.42 and a sign mistake worse; random actions about -2.9
     assert after > -0.05, (before, after)
+
+
+def test_load_model_runs_the_compatibility_checks_of_make_model(tmp_path: Path) -> None:
+    """A saved model whose components do not fit (here edited to the pass-through post-processor) is refused."""
+    import zipfile
+
+    model = make_model(config_for("sac", "gaussian", ["sac_entropy"], "tanh"))
+    model.save(tmp_path / "model.zip")
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(files["data"])
+    saved = data["diffrl_components"]
+    saved["postprocess"]["name"] = "identity"
+    saved["provenance"]["postprocessors"] = {"identity": saved["provenance"]["postprocessors"]["tanh"]}
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "edited.zip", "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    with pytest.raises(IncompatibleComponentsError, match="post-processor 'identity'.*cannot follow head 'gaussian'"):
+        load_model(tmp_path / "edited.zip")
+    with pytest.raises(IncompatibleComponentsError, match="head 'gaussian' cannot act in env 'CartPole-v1'"):
+        load_model(tmp_path / "model.zip", env=make_vec_env("CartPole-v1"))

@@ -181,7 +181,8 @@ class Diagnosis:
         :param observations: the observations the actor acted on (while collecting experience)
         :param gradients: also check each loss term's gradient
         """
-        checks: list[Callable[[], DivergenceError | None]] = [self.weights]
+        # the components first: a head that emits NaN is named even after it broke an update
+        checks: list[Callable[[], DivergenceError | None]] = []
         if observations is not None:
             checks.append(lambda: self.actor(observations, explore=True))
         if batch is not None:
@@ -189,9 +190,10 @@ class Diagnosis:
                 lambda: self.batch(batch),
                 lambda: self.actor(batch.observations, explore=True),
                 lambda: self.actor(batch.next_observations, explore=True),
-                lambda: self.loss_terms(batch, gradients),
-                lambda: self.critics(batch),
             ]
+        checks.append(self.weights)
+        if batch is not None:
+            checks += [lambda: self.loss_terms(batch, gradients), lambda: self.critics(batch)]
         for check in checks:
             with th.random.fork_rng(devices=[]):  # the diagnosis must not shift the run's random stream
                 error = check()
