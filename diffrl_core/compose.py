@@ -79,6 +79,12 @@ def make_env(config: Config, host: PluginHost | None = None) -> VecEnv:
 _T = TypeVar("_T")
 
 
+def _env_owner(env: str, host: PluginHost) -> str:
+    """`` (plugin 'envs' from diffrl-envs 0.1.0)`` for a plugin's env id, else ``""``."""
+    registry, env_id = host.registry("envs"), env.rpartition(":")[2]
+    return f" ({registry.get(env_id).provenance.describe()})" if env_id in registry else ""
+
+
 def _try_env(config: Config, host: PluginHost, make: Callable[[], _T]) -> _T:
     """``make()``, with an env constructor's refusal of ``env_kwargs`` as a :class:`ConfigError` naming the env."""
     try:
@@ -87,11 +93,8 @@ def _try_env(config: Config, host: PluginHost, make: Callable[[], _T]) -> _T:
         raise
     except (ValueError, TypeError, AssertionError, gym.error.Error) as exc:
         where = "env_kwargs" if config.env_kwargs else "env"
-        registry = host.registry("envs")
-        env_id = config.env.rpartition(":")[2]
-        owner = f" ({registry.get(env_id).provenance.describe()})" if env_id in registry else ""
         raise ConfigError(
-            f"{where}: env {config.env!r}{owner} could not be made with env_kwargs "
+            f"{where}: env {config.env!r}{_env_owner(config.env, host)} could not be made with env_kwargs "
             f"{shorten(dict(config.env_kwargs))}: {type(exc).__name__}: {message_of(exc)}"
         ) from exc
 
@@ -117,7 +120,7 @@ def make_model(
     net_arch: Any = policy.net_arch if isinstance(policy.net_arch, list) else dict(policy.net_arch)
     kwargs = _algo_kwargs(config, env)
     try:
-        return algo_class(
+        model = algo_class(
             POLICIES[config.algo],
             env,
             composition=composition,
@@ -135,6 +138,8 @@ def make_model(
             f"(algo_kwargs {shorten(config.algo_kwargs)}, policy.net_arch {shorten(policy.net_arch)}): "
             f"{type(exc).__name__}: {message_of(exc)}"
         ) from exc
+    model.env_text = f"env {config.env!r}" + _env_owner(config.env, host)
+    return model
 
 
 def _algo_kwargs(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:

@@ -170,7 +170,6 @@ def explicit_cases() -> list[Case]:
         "algo_kwargs.ent_coef": [-1, "auto_-1"],
         "algo_kwargs.learning_starts": [True],
         "algo_kwargs.train_freq": [0, [1, "epoch"], True],
-        "algo_kwargs.replay_buffer_kwargs": [{"bogus": 1}],
         "policy.net_arch": [[0], [-1], [-64, 64], [True], [10**9], [2**64], {"pi": [0]}],
         "policy.n_critics": [0, True],
         "seed": [-1, 2**32, 2**64, -(2**63), True, 1.5],
@@ -199,6 +198,7 @@ def explicit_cases() -> list[Case]:
                  "policy.postprocess_kwargs"),
         _refused("loss kwargs unknown", SAC, {"policy.losses": [{"name": "bc", "kwargs": {"bogus": 1}}]},
                  "policy.losses[0].kwargs"),
+        _refused("replay_buffer_kwargs unknown", SAC, {"algo_kwargs.replay_buffer_kwargs": {"bogus": 1}}, "bogus"),
         _refused("env_kwargs unknown", SAC, {"env_kwargs": {"bogus": 1}}, "env_kwargs"),
         _refused("env_kwargs non-string key", SAC, {"env_kwargs": {1: 2}}, "env_kwargs"),
         _refused("bandit action_dim 0", BANDIT, {"env_kwargs": {"action_dim": 0}}, "env_kwargs"),
@@ -257,7 +257,7 @@ def explicit_cases() -> list[Case]:
         _text("file over 1 MiB", sac + "# " + "x" * (1 << 20) + "\n", "too large"),
         _text("undefined alias", sac.replace("seed: 0", "seed: *nothing"), "nothing"),
         _text("unhashable key", sac + "? [a, b]\n: 1\n", "unhashable"),
-        _text("null key", sac + "~: 1\n", "unknown key"),
+        _text("null key", sac + "~: 1\n", "Keys should be strings"),
     ]
     cases += [
         Case("--set a YAML 1.1 value", sac.encode(), refused=("total_timesteps",),
