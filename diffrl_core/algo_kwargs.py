@@ -171,12 +171,17 @@ def algo_kwargs_errors(algo: str, kwargs: Mapping[str, Any]) -> list[dict[str, A
     errors: list[dict[str, Any]] = []
     known = [key for key in model.model_fields]
     checked: dict[str, Any] = {}
+    listed = False
     for key, value in kwargs.items():
         if key in RESERVED_ALGO_KWARGS:
             errors.append({"loc": ("algo_kwargs", key), "type": "reserved", "msg": RESERVED_ALGO_KWARGS[key]})
         elif key not in model.model_fields:
-            close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"valid: {', '.join(sorted(known))}"
+            close = difflib.get_close_matches(str(key)[:100], known, n=3, cutoff=0.6)
+            if close:
+                hint = f"did you mean {', '.join(map(repr, close))}?"
+            else:  # the valid keys once per message
+                hint = "valid: see above" if listed else f"valid: {', '.join(sorted(known))}"
+                listed = True
             errors.append({
                 "loc": ("algo_kwargs", key), "type": "unknown",
                 "msg": f"not a keyword argument of stable-baselines3's {algo.upper()}; {hint}",

@@ -91,7 +91,7 @@ def _try_env(config: Config, host: PluginHost, make: Callable[[], _T]) -> _T:
         return make()
     except DiffRLError:
         raise
-    except (ValueError, TypeError, AssertionError, gym.error.Error) as exc:
+    except Exception as exc:  # any env's constructor, e.g. ZeroDivisionError for a time step of 0, MemoryError
         where = "env_kwargs" if config.env_kwargs else "env"
         raise ConfigError(
             f"{where}: env {config.env!r}{_env_owner(config.env, host)} could not be made with env_kwargs "

@@ -44,6 +44,10 @@ class _Strict(BaseModel):
 MAX_LAYER_SIZE = 65_536
 #: seeds are unsigned 32-bit integers (numpy's and gymnasium's seeding)
 MAX_SEED = 2**32 - 1
+#: the most critics a config may ask for (REDQ-style ensembles use about 10)
+MAX_CRITICS = 64
+#: the most errors one message lists (each names its key path)
+MAX_ERRORS_LISTED = 20
 #: the most parallel envs a config may ask for (each is a process with `vec_env: subproc`)
 MAX_ENVS = 1024
 
@@ -99,7 +103,7 @@ class PolicyConfig(_Strict):
     postprocess_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of the post-processor"
     )
-    n_critics: int = Field(2, ge=1, description="number of Q-networks")
+    n_critics: int = Field(2, ge=1, le=MAX_CRITICS, description="number of Q-networks")
     raw_log_prob: bool = Field(
         False,
         description=(
@@ -235,14 +239,19 @@ def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, sourc
     except ValidationError as exc:
         errors = [*exc.errors(), *errors]
     if errors:
-        raise ConfigError(f"invalid {source}:\n" + "\n".join(_describe(error) for error in errors))
+        lines = [_describe(error) for error in errors[:MAX_ERRORS_LISTED]]
+        if len(errors) > MAX_ERRORS_LISTED:
+            lines.append(f"  ... and {len(errors) - MAX_ERRORS_LISTED} more")
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(lines))
     return parsed
 
 
 def key_path(loc: Sequence[int | str]) -> str:
-    """``("policy", "losses", 1, "weight")`` -> ``"policy.losses[1].weight"``."""
+    """``("policy", "losses", 1, "weight")`` -> ``"policy.losses[1].weight"`` (a huge key shortened)."""
     path = ""
     for part in loc:
+        if not isinstance(part, int) and len(str(part)) > 100:
+            part = f"{str(part)[:60]}...({len(str(part))} characters)"
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path
 
@@ -307,18 +316,18 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set policy.losses[0].weight=0.5")
+        raise ConfigError(f"--set {shorten(text)}: expected KEY=VALUE, e.g. --set policy.losses[0].weight=0.5")
     path: list[str | int] = []
     for part in key.split("."):
         match = _SEGMENT.fullmatch(part)
         if not match:
             raise ConfigError(
-                f"--set {text!r}: {key!r} is not a key path like 'algo_kwargs.learning_rate'"
+                f"--set {shorten(text)}: {shorten(key)} is not a key path like 'algo_kwargs.learning_rate'"
                 " or 'policy.losses[1].weight'"
             )
         path.append(match.group(1))
         path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
-    return path, safe_load(raw, source=f"--set {text!r}")
+    return path, safe_load(raw, source=f"--set {shorten(text)}")
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -337,19 +346,19 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             following = None if last else path[depth + 1]
             if isinstance(part, int):
                 if not isinstance(node, list):
-                    raise ConfigError(f"--set {text!r}: {parent} is not a list")
+                    raise ConfigError(f"--set {shorten(text)}: {parent} is not a list")
                 if part > len(node) or (part == len(node) and isinstance(following, int)):
-                    raise ConfigError(f"--set {text!r}: {parent} has {len(node)} item(s)")
+                    raise ConfigError(f"--set {shorten(text)}: {parent} has {len(node)} item(s)")
                 if part == len(node):  # one past the end appends
                     node.append({})
             else:
                 if not isinstance(node, dict):
-                    raise ConfigError(f"--set {text!r}: {parent} is not a mapping")
+                    raise ConfigError(f"--set {shorten(text)}: {parent} is not a mapping")
                 if not last and node.get(part) is None:
                     if isinstance(following, int):
                         where = key_path(path[: depth + 1])
                         raise ConfigError(
-                            f"--set {text!r}: {where} is not set in the config;"
+                            f"--set {shorten(text)}: {where} is not set in the config;"
                             f" set the whole list, e.g. --set '{where}=[...]'"
                         )
                     node[part] = {}
@@ -376,5 +385,6 @@ def load_config(path: str | PathLike[str], overrides: Sequence[str] = ()) -> Con
         hint = f" (to continue a run: diffrl train --resume {path})" if path.is_dir() else ""
         raise ConfigError(f"{str(path)!r} is not a file{hint}")
     raw = apply_overrides(read_yaml(path), overrides)
-    suffix = f" (with {' '.join('--set ' + o for o in overrides)})" if overrides else ""
+    shown = [o if len(o) <= 200 else shorten(o) for o in overrides]
+    suffix = f" (with {' '.join('--set ' + o for o in shown)})" if overrides else ""
     return parse_config(raw, source=f"config {path}{suffix}")

@@ -80,12 +80,12 @@ class UnknownNameError(DiffRLError):
         self.kind = kind
         self.name = name
         known = sorted(known)
-        message = f"unknown {kind_label(kind)} {name!r}"
+        message = f"unknown {kind_label(kind)} {_shorten(repr(name), 200)}"
         if where:
             message += f" (in {where})"
         if note:
             message += f": {note}."
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5) if len(name) < 1000 else []
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
         elif 0 < len(known) <= 12:
