@@ -59,6 +59,16 @@ class NanLoss(QValueLoss):
         return value * float("nan") if fire("loss") else value
 
 
+class NanGradientLoss(QValueLoss):
+    """A finite value whose gradient is infinite: sqrt at 0."""
+
+    def __call__(self, ctx):
+        value = super().__call__(ctx)
+        if fire("gradient"):
+            value = value + th.sqrt(ctx.actions - ctx.actions.detach()).sum()
+        return value
+
+
 class NanPostprocessor(Identity):
     def forward(self, raw_actions, explore=False):
         return raw_actions * float("nan") if fire("postprocess") else raw_actions
@@ -81,6 +91,7 @@ def register_actor_heads(register):
 @hookimpl
 def register_loss_terms(register):
     register("nan_loss", "faulty_components:NanLoss")
+    register("nan_gradient_loss", "faulty_components:NanGradientLoss")
 
 
 @hookimpl
@@ -189,6 +200,21 @@ def test_an_infinite_loss_term_value_is_caught_in_process(faulty: ModuleType) ->
     with pytest.raises(DivergenceError, match="loss term 'nan_loss'.*non-finite value") as info:
         model.learn(200)
     assert info.value.num_timesteps > 50
+    assert all(bool(th.isfinite(p).all()) for p in model.policy.parameters())
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_a_non_finite_gradient_of_a_finite_loss_is_caught_before_the_step(faulty: ModuleType, algo: str) -> None:
+    model = make_model({
+        "env": "Pendulum-v1", "algo": algo,
+        "policy": {"net_arch": [8], "losses": [{"name": "sac_entropy" if algo == "sac" else "q_value"},
+                                              {"name": "nan_gradient_loss"}]},
+        "algo_kwargs": {"learning_starts": 50, "batch_size": 8, "buffer_size": 500},
+        "seed": 0,
+    })
+    faulty.FAULT.update(what="gradient", calls=0, after=3)
+    with pytest.raises(DivergenceError, match="loss term 'nan_gradient_loss'.*non-finite gradient"):
+        model.learn(200)
     assert all(bool(th.isfinite(p).all()) for p in model.policy.parameters())
 
 

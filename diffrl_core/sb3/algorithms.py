@@ -86,6 +86,11 @@ class _ComposedAlgorithmMixin:
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]
 
+    def check_loss(self, value: float, what: str) -> None:
+        """Stop with the explained :class:`DivergenceError` when a loss value is not finite (free when it is)."""
+        if not math.isfinite(value):
+            raise Diagnosis(self, self.num_timesteps).explain(f"value of {what}", self.last_batch)
+
     def env_label(self) -> str:
         """The env as messages name it."""
         if self.env_text:
@@ -143,8 +148,7 @@ class _ComposedAlgorithmMixin:
                 raise ValueError(f"loss term {name!r} returned a tensor of shape {tuple(value.shape)}, not a scalar")
             item = value.item()
             logs[f"train/loss/{name}"].append(item)
-            if not math.isfinite(item):
-                raise Diagnosis(self, self.num_timesteps).explain(f"value of loss term {name!r}", self.last_batch)
+            self.check_loss(item, f"loss term {name!r}")
             for key, item in extra.items():
                 logs[f"train/{name}/{key}"].append(float(item))
             weighted = value if weight == 1.0 else weight * value  # no extra graph node for the usual weight
@@ -217,6 +221,9 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
                 assert isinstance(self.target_entropy, float)
                 ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
                 ent_coef_losses.append(ent_coef_loss.item())
+                # >>> diffrl: a non-finite loss stops training before its optimizer steps
+                self.check_loss(ent_coef_losses[-1], "the entropy coefficient loss")
+                # <<< diffrl
             else:
                 ent_coef = self.ent_coef_tensor
 
@@ -248,6 +255,9 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
             critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
             assert isinstance(critic_loss, th.Tensor)  # for type checker
             critic_losses.append(critic_loss.item())  # type: ignore[union-attr]
+            # >>> diffrl: a non-finite loss stops training before its optimizer steps
+            self.check_loss(critic_losses[-1], "the critic loss")
+            # <<< diffrl
 
             # Optimize the critic
             self.critic.optimizer.zero_grad()
@@ -364,6 +374,9 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
             critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
             assert isinstance(critic_loss, th.Tensor)
             critic_losses.append(critic_loss.item())
+            # >>> diffrl: a non-finite loss stops training before its optimizer steps
+            self.check_loss(critic_losses[-1], "the critic loss")
+            # <<< diffrl
 
             # Optimize the critics
             self.critic.optimizer.zero_grad()
