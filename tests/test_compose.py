@@ -355,3 +355,33 @@ def test_load_model_runs_the_compatibility_checks_of_make_model(tmp_path: Path) 
         load_model(tmp_path / "edited.zip")
     with pytest.raises(IncompatibleComponentsError, match="head 'gaussian' cannot act in env 'CartPole-v1'"):
         load_model(tmp_path / "model.zip", env=make_vec_env("CartPole-v1"))
+
+
+def test_a_component_that_cannot_be_built_is_named_with_its_plugin(fresh_global_host, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An abstract head, and a head whose constructor fails, are errors naming the head and its plugin."""
+    import importlib
+
+    import diffrl_core.plugins
+    from diffrl_core import ComponentError
+
+    (tmp_path / "broken_heads.py").write_text(
+        "from diffrl_core import hookimpl\n"
+        "from diffrl_core.components import ActorHead\n\n"
+        "class Abstract(ActorHead):\n    stochastic = False\n\n"
+        "class Crashing(ActorHead):\n"
+        "    def __init__(self, latent_dim, action_dim):\n        raise RuntimeError('no GPU here')\n\n"
+        "    def forward(self, latent, deterministic=False):\n        return latent\n\n"
+        "@hookimpl\ndef register_actor_heads(register):\n"
+        "    register('abstract_head', 'broken_heads:Abstract')\n"
+        "    register('crashing_head', 'broken_heads:Crashing')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    host = diffrl_core.plugins.load_plugins()
+    assert host.register_plugin(importlib.import_module("broken_heads"), "broken")
+    config = config_for("td3", "abstract_head", ["q_value"], "tanh")
+    with pytest.raises(IncompatibleComponentsError, match="head 'abstract_head' of plugin 'broken'.* is abstract"):
+        make_model(config)
+    config = config_for("td3", "crashing_head", ["q_value"], "tanh")
+    with pytest.raises(ComponentError, match="head 'crashing_head' \\(plugin 'broken'.*RuntimeError: no GPU here"):
+        make_model(config)
