@@ -17,7 +17,7 @@ Imports pydantic only (no torch).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -94,7 +94,10 @@ class _OffPolicyKwargs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    learning_rate: float = Field(None, gt=0, description="Adam's step size of the actor and the critics")
+    learning_rate: Annotated[float, Field(gt=0)] | Callable[[float], float] = Field(
+        None, description="Adam's step size of the actor and the critics (from Python also a schedule: "
+        "a callable of the remaining progress, 1 -> 0, as stable-baselines3 takes)"
+    )
     buffer_size: int = Field(None, ge=1, description="replay buffer size, in transitions (per env)")
     learning_starts: int = Field(None, ge=0, description="env steps of random actions before the first update")
     batch_size: int = Field(None, ge=1, description="minibatch size of each gradient step")
@@ -191,6 +194,11 @@ def algo_kwargs_errors(algo: str, kwargs: Mapping[str, Any]) -> list[dict[str, A
     try:
         model.model_validate(checked)
     except ValidationError as exc:
+        seen = set()
         for error in exc.errors():
-            errors.append({**error, "loc": ("algo_kwargs", *error["loc"])})
+            # the key and list indexes; pydantic adds the union member it tried ("constrained-float", "callable")
+            loc = ("algo_kwargs", error["loc"][0], *(part for part in error["loc"][1:] if isinstance(part, int)))
+            if loc not in seen:  # one line per key: the first member's reason (a number, before a schedule)
+                seen.add(loc)
+                errors.append({**error, "loc": loc})
     return errors

@@ -61,6 +61,7 @@ def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[tuple[st
 
 #: algo_kwargs whose check is a validator function: their type as the reference states it
 _CHECKED_TYPES = {
+    "learning_rate": "number > 0",
     "train_freq": "integer >= 1, or `[N, step]` / `[N, episode]`",
     "gradient_steps": "integer >= -1",
     "ent_coef": "number > 0, `auto` or `auto_<number > 0>`",
