@@ -25,10 +25,7 @@ from diffrl_core.commands.new_plugin import new_plugin
 from diffrl_core.commands.plot import plot
 from diffrl_core.commands.plugins import list_components, plugins
 from diffrl_core.commands.train import train
-from diffrl_core.errors import DiffRLError
-
-#: Exit codes of a command stopped by a signal (the shell's 128 + signal number), as ``diffrl train`` uses.
-EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+from diffrl_core.errors import EXIT_CODES, DiffRLError
 
 # the end of the message of a command stopped by a signal: what it leaves behind (files are written atomically)
 _LEFT_BEHIND = {

@@ -8,6 +8,7 @@ came from (plugin, distribution, config key) and what would be valid.
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,10 @@ from diffrl_core.kinds import label as kind_label
 
 if TYPE_CHECKING:
     from diffrl_core.registry import Provenance
+
+
+#: Exit codes of a command stopped by a signal (the shell's 128 + signal number); a DiffRLError exits 2
+EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class DiffRLError(Exception):

@@ -24,15 +24,13 @@ from diffrl_core import runs
 from diffrl_core.callbacks import Checkpointer, Evaluator, ProgressAndStop, TrainingOutput, make_logger
 from diffrl_core.compose import load_model, make_env, make_model
 from diffrl_core.config import Config
-from diffrl_core.errors import DiffRLError, DivergenceError
+from diffrl_core.errors import EXIT_CODES, DiffRLError, DivergenceError
 from diffrl_core.evaluation import format_return, make_eval_env, mean_std
 from diffrl_core.plugins import PluginHost
 
 #: Offset of the evaluation env's seed from the training seed (the envs must not share episodes).
 EVAL_SEED_OFFSET = 10_000
 
-#: Exit codes of an interrupted ``diffrl train`` (the shell's 128 + signal number).
-EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class StopSignals:
