@@ -4,8 +4,8 @@ stable-baselines3 checks few of its constructor arguments: ``learning_rate: 0``,
 ``buffer_size: 0``, ``gamma: 2.5`` or ``batch_size: true`` train silently into nonsense, and
 ``learning_rate: -1`` fails deep inside ``learn()``. These models refuse such values when the
 config is read, before any plugin is loaded or folder created, naming the key and the valid
-range. Keys the config sets elsewhere (``policy_kwargs``, ``seed``, ...) and those that take
-Python objects (``replay_buffer_class``) are refused with where to set them instead.
+range. Keys the config sets elsewhere (``policy_kwargs``, ``seed``, ...) are refused with where
+to set them instead; ``replay_buffer_class`` is a name from a table (never an import path).
 
 Imports pydantic only (no torch).
 """
@@ -30,7 +30,6 @@ RESERVED_ALGO_KWARGS = {
     "seed": "set it with the config key 'seed'",
     "action_noise": "set it with the config section 'action_noise'",
     "composition": "set it with the config section 'policy'",
-    "replay_buffer_class": "a config cannot name a Python class (the default replay buffer is used)",
     "_init_setup_model": "internal to stable-baselines3",
 }
 
@@ -89,6 +88,38 @@ def _train_freq(value: int | list[Any]) -> int | list[Any]:
     return value
 
 
+#: replay buffers a config may name (``algo_kwargs.replay_buffer_class``): stable-baselines3's classes by their names
+ReplayBufferName = Literal["ReplayBuffer", "DictReplayBuffer", "HerReplayBuffer"]
+
+
+class _ReplayBufferKwargs(BaseModel):
+    """``replay_buffer_kwargs`` of stable-baselines3's ``ReplayBuffer`` and ``DictReplayBuffer``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    handle_timeout_termination: bool = Field(
+        None, description="treat a time-limit truncation as no termination (bootstrap from it)"
+    )
+
+
+class _HerReplayBufferKwargs(_ReplayBufferKwargs):
+    """``replay_buffer_kwargs`` of stable-baselines3's ``HerReplayBuffer``."""
+
+    n_sampled_goal: int = Field(None, ge=1, description="virtual transitions (new goals) per real transition")
+    goal_selection_strategy: Literal["future", "final", "episode"] = Field(
+        None, description="where the new goals come from in the episode"
+    )
+    copy_info_dict: bool = Field(None, description="pass the real infos to compute_reward (slower)")
+
+
+#: replay buffer name -> the model of its replay_buffer_kwargs
+REPLAY_BUFFER_KWARGS: dict[str, type[_ReplayBufferKwargs]] = {
+    "ReplayBuffer": _ReplayBufferKwargs,
+    "DictReplayBuffer": _ReplayBufferKwargs,
+    "HerReplayBuffer": _HerReplayBufferKwargs,
+}
+
+
 class _OffPolicyKwargs(BaseModel):
     """The keyword arguments SAC and TD3 share (stable-baselines3's ``OffPolicyAlgorithm``)."""
 
@@ -111,7 +142,14 @@ class _OffPolicyKwargs(BaseModel):
     gradient_steps: Annotated[int, AfterValidator(_gradient_steps)] = Field(
         None, description="gradient steps per update (`-1`: as many as env steps collected, `0`: none)"
     )
-    replay_buffer_kwargs: dict[str, Any] | None = Field(None, description="keyword arguments of the replay buffer")
+    replay_buffer_class: ReplayBufferName = Field(
+        None, description="the replay buffer, by name: `ReplayBuffer`, `DictReplayBuffer` or `HerReplayBuffer` "
+        "(hindsight experience replay, for goal-conditioned envs); unset: chosen by the observation space"
+    )
+    replay_buffer_kwargs: dict[str, Any] | None = Field(
+        None, description="keyword arguments of the replay buffer (`HerReplayBuffer`: `n_sampled_goal`, "
+        "`goal_selection_strategy`, `copy_info_dict`; all: `handle_timeout_termination`)"
+    )
     optimize_memory_usage: bool = Field(None, description="store each observation once in the replay buffer")
     n_steps: int = Field(None, ge=1, description="n-step returns in the replay buffer (1: one-step TD targets)")
     stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
@@ -134,9 +172,15 @@ class SACKwargs(_OffPolicyKwargs):
     target_entropy: Annotated[str | float, AfterValidator(_target_entropy)] = Field(
         None, description="the entropy `auto` tuning aims at (`auto`: minus the action dimension)"
     )
-    use_sde: Literal[False] = Field(None, description="gSDE: not supported by composed actors (the head samples)")
-    sde_sample_freq: Annotated[int, AfterValidator(_sde_sample_freq)] = Field(None, description="gSDE only")
-    use_sde_at_warmup: bool = Field(None, description="gSDE only")
+    use_sde: bool = Field(
+        None, description="generalized state-dependent exploration (gSDE); needs a head that supports it "
+        "(`squashed_gaussian`), whose `head_kwargs` take gSDE's `log_std_init`, `use_expln`, `clip_mean`, `full_std`"
+    )
+    sde_sample_freq: Annotated[int, AfterValidator(_sde_sample_freq)] = Field(
+        None, description="gSDE: new exploration weights every N steps (`-1`: only at the start of each rollout)"
+    )
+    use_sde_at_warmup: bool = Field(None, description="gSDE: explore with gSDE instead of uniform actions "
+                                    "before `learning_starts`")
 
 
 class TD3Kwargs(_OffPolicyKwargs):
@@ -201,4 +245,26 @@ def algo_kwargs_errors(algo: str, kwargs: Mapping[str, Any]) -> list[dict[str, A
             if loc not in seen:  # one line per key: the first member's reason (a number, before a schedule)
                 seen.add(loc)
                 errors.append({**error, "loc": loc})
+    return errors + _replay_buffer_kwargs_errors(checked)
+
+
+def _replay_buffer_kwargs_errors(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``replay_buffer_kwargs`` checked against the keywords of the replay buffer the config names."""
+    buffer, buffer_kwargs = kwargs.get("replay_buffer_class"), kwargs.get("replay_buffer_kwargs")
+    if not isinstance(buffer_kwargs, Mapping) or buffer not in (None, *REPLAY_BUFFER_KWARGS):
+        return []  # not a mapping, or an unknown buffer: reported above
+    model = REPLAY_BUFFER_KWARGS[buffer or "ReplayBuffer"]
+    errors: list[dict[str, Any]] = []
+    for key in buffer_kwargs:
+        if key not in model.model_fields:
+            valid = ", ".join(sorted(model.model_fields))
+            errors.append({
+                "loc": ("algo_kwargs", "replay_buffer_kwargs", key), "type": "unknown",
+                "msg": f"not a keyword argument of stable-baselines3's {buffer or 'ReplayBuffer'} a config may set; "
+                f"valid: {valid}",
+            })
+    try:
+        model.model_validate({key: value for key, value in buffer_kwargs.items() if key in model.model_fields})
+    except ValidationError as exc:
+        errors += [{**error, "loc": ("algo_kwargs", "replay_buffer_kwargs", *error["loc"])} for error in exc.errors()]
     return errors

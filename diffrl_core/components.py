@@ -76,6 +76,11 @@ class ActorHead(nn.Module, ABC):
     has_log_prob: ClassVar[bool] = False
     #: raw actions always lie in ``[-1, 1]`` (e.g. tanh-squashed)
     bounded: ClassVar[bool] = False
+    #: supports stable-baselines3's gSDE (``algo_kwargs.use_sde``, SAC): the head is then built with
+    #: ``use_sde=True`` and SB3's gSDE options ``log_std_init``, ``full_std``, ``use_expln`` and
+    #: ``clip_mean`` as keyword arguments (its config kwargs take precedence), and implements
+    #: :meth:`reset_noise` and :meth:`get_std`
+    supports_sde: ClassVar[bool] = False
 
     def __init__(self, latent_dim: int, action_dim: int) -> None:
         super().__init__()
@@ -89,6 +94,14 @@ class ActorHead(nn.Module, ABC):
     def sample(self, latent: th.Tensor) -> HeadSample:
         """A differentiable sample for the actor loss (with its log-prob when the head has one)."""
         return HeadSample(self(latent, deterministic=False))
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """gSDE: sample new exploration weights for ``batch_size`` envs (heads that ``supports_sde``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support gSDE (supports_sde is False)")
+
+    def get_std(self) -> th.Tensor:
+        """gSDE: the standard deviation of the exploration weights (heads that ``supports_sde``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support gSDE (supports_sde is False)")
 
     @classmethod
     def check_action_space(cls, action_space: spaces.Space) -> str | None:

@@ -21,7 +21,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.preprocessing import get_action_dim, is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, Config, parse_config
@@ -29,8 +29,8 @@ from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsE
 from diffrl_core.kinds import COMPONENT_KINDS
 from diffrl_core.plugins import default_host
 from diffrl_core.resolve import check_action_space, check_env_id, resolve_composition, resolve_saved
-from diffrl_core.sb3.algorithms import ALGORITHMS
-from diffrl_core.sb3.policies import POLICIES
+from diffrl_core.sb3.algorithms import ALGORITHMS, REPLAY_BUFFERS
+from diffrl_core.sb3.policies import POLICIES, policy_alias
 from diffrl_core.strict_yaml import shorten
 
 if TYPE_CHECKING:
@@ -115,31 +115,102 @@ def make_model(
         env = make_env(config, host)
     check_action_space(composition, env.action_space, config.env)
 
-    algo_class = ALGORITHMS[config.algo]
-    policy = config.policy
-    net_arch: Any = policy.net_arch if isinstance(policy.net_arch, list) else dict(policy.net_arch)
+    env_text = f"env {config.env!r}" + _env_owner(config.env, host)
+    _check_replay_buffer(config, env, env_text)
+    _check_features_extractor(config, env.observation_space, env_text)
+    # the observation space picks stable-baselines3's policy alias, as its users pick it
+    alias = policy_alias(env.observation_space)
     kwargs = _algo_kwargs(config, env)
     try:
-        model = algo_class(
-            POLICIES[config.algo],
-            env,
-            composition=composition,
-            policy_kwargs=dict(net_arch=net_arch, activation_fn=policy.activation_fn, n_critics=policy.n_critics),
-            seed=config.seed,
-            **kwargs,
+        model = ALGORITHMS[config.algo](
+            alias, env, composition=composition, policy_kwargs=policy_kwargs(config), seed=config.seed, **kwargs
         )
     except DiffRLError:
         raise
     except (ValueError, TypeError, AssertionError, MemoryError, RuntimeError) as exc:
         # stable-baselines3 (or torch) refused a combination the config schema cannot see,
-        # e.g. a replay buffer larger than memory or an unknown replay_buffer_kwargs key
+        # e.g. a replay buffer larger than memory, NatureCNN on a flat observation, an optimizer kwarg
         raise ConfigError(
-            f"stable-baselines3's {config.algo.upper()} cannot be built from this config "
-            f"(algo_kwargs {shorten(config.algo_kwargs)}, policy.net_arch {shorten(policy.net_arch)}): "
+            f"stable-baselines3's {config.algo.upper()} ({alias}) cannot be built from this config on {env_text} "
+            f"(algo_kwargs {shorten(config.algo_kwargs)}, policy {shorten(_set_policy_keys(config))}): "
             f"{type(exc).__name__}: {message_of(exc)}"
         ) from exc
-    model.env_text = f"env {config.env!r}" + _env_owner(config.env, host)
+    model.env_text = env_text
     return model
+
+
+def policy_kwargs(config: Config) -> dict[str, Any]:
+    """stable-baselines3's ``policy_kwargs`` of a config, as plain data (names, not classes).
+
+    Keys the config leaves unset are left out, so that stable-baselines3's defaults apply
+    (e.g. ``net_arch`` ``[256, 256]`` for SAC and ``[400, 300]`` for TD3; the policy alias's
+    features extractor). The composed policies look the names up in their tables.
+    """
+    policy = config.policy
+    kwargs: dict[str, Any] = dict(
+        activation_fn=policy.activation_fn, n_critics=policy.n_critics,
+        share_features_extractor=policy.share_features_extractor, normalize_images=policy.normalize_images,
+    )
+    if policy.net_arch is not None:
+        kwargs["net_arch"] = list(policy.net_arch) if isinstance(policy.net_arch, list) else dict(policy.net_arch)
+    if policy.features_extractor is not None:
+        kwargs["features_extractor_class"] = policy.features_extractor
+    if policy.features_extractor_kwargs:
+        kwargs["features_extractor_kwargs"] = dict(policy.features_extractor_kwargs)
+    if policy.optimizer != "adam":
+        kwargs["optimizer_class"] = policy.optimizer
+    if policy.optimizer_kwargs:
+        kwargs["optimizer_kwargs"] = dict(policy.optimizer_kwargs)
+    return kwargs
+
+
+def _set_policy_keys(config: Config) -> dict[str, Any]:
+    """The network keys of the config's ``policy`` section that it sets, for messages."""
+    keys = ("net_arch", "features_extractor", "features_extractor_kwargs", "share_features_extractor",
+            "optimizer", "optimizer_kwargs")
+    return {key: getattr(config.policy, key) for key in keys if key in config.policy.model_fields_set}
+
+
+#: features extractor -> (the observations it takes, whether ``space`` is such)
+_EXTRACTOR_INPUTS: dict[str, tuple[str, Callable[[gym.Space], bool]]] = {
+    "nature_cnn": ("image observations (a uint8 Box of shape (H, W, C) or (C, H, W))",
+                   lambda space: is_image_space(space, check_channels=False)),
+    "combined": ("Dict observations", lambda space: isinstance(space, gym.spaces.Dict)),
+    "flatten": ("observations that are not a Dict", lambda space: not isinstance(space, gym.spaces.Dict)),
+}
+
+
+def _check_features_extractor(config: Config, space: gym.Space, env_text: str) -> None:
+    """A features extractor named for the wrong kind of observations, refused naming the config key."""
+    name = config.policy.features_extractor
+    if name is not None and not _EXTRACTOR_INPUTS[name][1](space):
+        raise ConfigError(
+            f"policy.features_extractor: {name!r} takes {_EXTRACTOR_INPUTS[name][0]}; {env_text} has "
+            f"{shorten(space)}. Leave it unset for the one stable-baselines3 picks for these observations"
+        )
+
+
+#: what stable-baselines3's HerReplayBuffer needs of a goal-conditioned env's observations
+_GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
+
+
+def _check_replay_buffer(config: Config, env: gym.Env | VecEnv, env_text: str) -> None:
+    """HER needs a goal-conditioned env: refused with what is missing, before stable-baselines3 asserts."""
+    if config.algo_kwargs.get("replay_buffer_class") != "HerReplayBuffer":
+        return
+    space = env.observation_space
+    missing = [key for key in _GOAL_KEYS if not isinstance(space, gym.spaces.Dict) or key not in space.spaces]
+    if isinstance(env, VecEnv):
+        has_compute_reward = env.env_method("has_wrapper_attr", "compute_reward", indices=[0])[0]
+    else:
+        has_compute_reward = env.has_wrapper_attr("compute_reward")
+    if missing or not has_compute_reward:
+        what = f"Dict observations with {', '.join(map(repr, _GOAL_KEYS))} and a compute_reward method"
+        has = f"observations {space}" + ("" if has_compute_reward else " and no compute_reward")
+        raise ConfigError(
+            f"algo_kwargs.replay_buffer_class: HerReplayBuffer needs a goal-conditioned env ({what}); "
+            f"{env_text} has {shorten(has)}"
+        )
 
 
 def _algo_kwargs(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:
@@ -147,6 +218,8 @@ def _algo_kwargs(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:
     kwargs = dict(config.algo_kwargs)
     if isinstance(kwargs.get("train_freq"), list):
         kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    if "replay_buffer_class" in kwargs:  # a name from a table, never an import path
+        kwargs["replay_buffer_class"] = REPLAY_BUFFERS[kwargs["replay_buffer_class"]]
     if config.action_noise is not None:
         n_actions = get_action_dim(env.action_space)
         noise_class = NormalActionNoise if config.action_noise.type == "normal" else OrnsteinUhlenbeckActionNoise
@@ -215,7 +288,8 @@ def load_model(
     """
     path, saved = read_saved_composition(path)
     composition = resolve_saved(saved, host or default_host())
-    custom_objects: dict[str, Any] = {"policy_class": POLICIES[composition.algo]}
+    # the policy class by its saved alias (models saved before aliases: MlpPolicy), never unpickled
+    custom_objects: dict[str, Any] = {"policy_class": POLICIES[composition.algo][saved.get("policy", "MlpPolicy")]}
     if saved["format"] == 1:
         with zipfile.ZipFile(path) as archive:
             policy_kwargs = json.loads(archive.read("data")).get("policy_kwargs", {})

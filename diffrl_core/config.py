@@ -53,6 +53,12 @@ MAX_ENVS = 1024
 
 LayerSizes = list[Annotated[int, Field(ge=1, le=MAX_LAYER_SIZE)]]
 
+# Names from the tables of diffrl_core.sb3.policies (written here too: reading a config imports no torch)
+#: features extractors a config may name (``policy.features_extractor``)
+FeaturesExtractorName = Literal["flatten", "nature_cnn", "combined"]
+#: optimizers a config may name (``policy.optimizer``)
+OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop", "radam", "nadam"]
+
 
 class LossSpec(_Strict):
     """One actor loss term: ``{name: sac_entropy, weight: 1.0, kwargs: {}}``."""
@@ -74,12 +80,37 @@ class ActionNoiseSpec(_Strict):
 class PolicyConfig(_Strict):
     """The ``policy`` section: the actor's components by name, and the networks' sizes."""
 
-    net_arch: LayerSizes | dict[Literal["pi", "qf"], LayerSizes] = Field(
-        default_factory=lambda: [256, 256],
-        description="hidden layers of actor and critics, or `{pi: [...], qf: [...]}` to size them apart",
+    net_arch: LayerSizes | dict[Literal["pi", "qf"], LayerSizes] | None = Field(
+        None,
+        description=(
+            "hidden layers of actor and critics, or `{pi: [...], qf: [...]}` to size them apart; "
+            "unset: stable-baselines3's default (`[256, 256]` for SAC, `[400, 300]` for TD3)"
+        ),
     )
     activation_fn: Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"] = Field(
         "relu", description="activation function of the hidden layers"
+    )
+    features_extractor: FeaturesExtractorName | None = Field(
+        None,
+        description=(
+            "network from observations to features, by name: `flatten`, `nature_cnn` (images) or `combined` "
+            "(Dict observations); unset: the one of stable-baselines3's policy for the observation space "
+            "(`MultiInputPolicy` for Dict, `CnnPolicy` for images, `MlpPolicy` otherwise)"
+        ),
+    )
+    features_extractor_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the features extractor (e.g. `features_dim` of `nature_cnn`)",
+    )
+    share_features_extractor: bool = Field(
+        False, description="actor and critics share one features extractor (trained by the critic loss)"
+    )
+    normalize_images: bool = Field(True, description="divide image observations by 255")
+    optimizer: OptimizerName = Field(
+        "adam", description="optimizer of the actor and the critics, by name (stable-baselines3's default: `adam`)"
+    )
+    optimizer_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the optimizer (e.g. `weight_decay`, `eps`)"
     )
     head: str | None = Field(
         None,

@@ -66,7 +66,6 @@ _CHECKED_TYPES = {
     "gradient_steps": "integer >= -1",
     "ent_coef": "number > 0, `auto` or `auto_<number > 0>`",
     "target_entropy": "number or `auto`",
-    "use_sde": "`false`",
     "sde_sample_freq": "integer >= 1, or -1",
     "device": "`auto`, `cpu`, `cuda`, `cuda:<N>`, `mps` or `xpu`",
 }

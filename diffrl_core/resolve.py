@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from diffrl_core.config import Config
+from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR, Config
 from diffrl_core.errors import (
     ComponentError,
     ConfigError,
@@ -93,8 +93,8 @@ class ResolvedComponent:
     def provenance(self) -> dict[str, Any]:
         return self.registration.provenance.as_dict()
 
-    def build(self, *args: Any) -> Any:
-        """The component, constructed with ``args`` and its config kwargs.
+    def build(self, *args: Any, **defaults: Any) -> Any:
+        """The component, constructed with ``args`` and its config kwargs (over ``defaults``).
 
         A constructor rejects a kwarg *value* by raising ``ValueError`` (or ``TypeError``);
         it becomes a :class:`~diffrl_core.errors.ConfigError` naming the component and the
@@ -102,7 +102,7 @@ class ResolvedComponent:
         """
         what = f"{label(self.registration.kind)} {self.describe()}"
         try:
-            return self.cls(*args, **self.kwargs)
+            return self.cls(*args, **{**defaults, **self.kwargs})
         except DiffRLError:
             raise
         except (ValueError, TypeError) as exc:
@@ -245,15 +245,8 @@ def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
     provenance = saved.get("provenance", {})
     wanted = [(ACTOR_HEADS, saved["head"]), (POSTPROCESSORS, saved["postprocess"])]
     wanted += [(LOSS_TERMS, spec) for spec in saved["losses"]]
-    owners: dict[int, str] = {}  # id(spec) -> the name qualified by the plugin the model was saved with
-    for kind, spec in wanted:
-        recorded = provenance.get(kind.name, {}).get(spec["name"], {})
-        name = f"{recorded['plugin']}:{spec['name']}" if recorded.get("plugin") else spec["name"]
-        if name not in host.registry(kind.name):
-            others = [r.provenance.describe() for r in host.registry(kind.name).claimants(spec["name"])]
-            raise MissingComponentError(kind.name, spec["name"], host.registry(kind.name).names(),
-                                        recorded.get("distribution"), plugin=recorded.get("plugin"), others=others)
-        owners[id(spec)] = name
+    # id(spec) -> the name qualified by the plugin the model was saved with
+    owners = {id(spec): _saved_name(kind, spec["name"], provenance.get(kind.name, {}), host) for kind, spec in wanted}
 
     def named(spec: Mapping[str, Any]) -> NamedComponent:
         return NamedComponent(owners[id(spec)], spec.get("kwargs", {}), float(spec.get("weight", 1.0)),
@@ -265,14 +258,72 @@ def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
                     [named(spec) for spec in saved["losses"]], host, raw_log_prob)
 
 
+def resolve_saved_component(kind: Kind, saved: Mapping[str, Any], host: PluginHost) -> ResolvedComponent:
+    """One component saved on its own (an actor saved without its algorithm): ``{"name", "kwargs", "provenance"}``.
+
+    :param kind: :data:`~diffrl_core.kinds.ACTOR_HEADS` or :data:`~diffrl_core.kinds.POSTPROCESSORS`
+    :raises MissingComponentError: for a name no loaded plugin provides
+    """
+    name = _saved_name(kind, saved["name"], {saved["name"]: saved.get("provenance", {})}, host)
+    return _resolve_one(kind, NamedComponent(name, saved.get("kwargs", {}), name_key="the saved actor",
+                                             kwargs_key="the saved actor"), host, fixed_args=_FIXED_ARGS[kind.name])
+
+
+def default_composition(algo: str, host: PluginHost) -> Composition:
+    """stable-baselines3's own actor for ``algo`` as components (what ``ComposedSAC("MlpPolicy", env)`` builds).
+
+    :raises UnknownNameError: when the plugin of the default head is not installed
+    """
+    where = f"the default components of {algo.upper()}"
+    head = NamedComponent(DEFAULT_HEADS[algo], name_key=where, kwargs_key=where)
+    post = NamedComponent(DEFAULT_POSTPROCESSOR, name_key=where, kwargs_key=where)
+    loss = NamedComponent(DEFAULT_LOSSES[algo], name_key=where, kwargs_key=where)
+    return _resolve(algo, head, post, [loss], host, raw_log_prob=False)
+
+
+def composition_for_sb3(algo: str, saved: Mapping[str, Any] | None = None) -> Composition:
+    """The composition of a model that stable-baselines3's own entry points build, with the process-wide host.
+
+    ``ComposedSAC("MlpPolicy", env)``, ``ComposedSAC.load(path)`` and a policy loaded on its own
+    have no way to pass a plugin host: they resolve here, the saved names when there are
+    some, stable-baselines3's own actor (:func:`default_composition`) otherwise.
+    """
+    from diffrl_core.plugins import default_host  # the sb3 layer itself never reaches the global host
+
+    host = default_host()
+    return resolve_saved(saved, host) if saved else default_composition(algo, host)
+
+
+def component_for_sb3(kind: Kind, saved: Mapping[str, Any]) -> ResolvedComponent:
+    """A component of an actor loaded on its own (``ComposedActor.load``), with the process-wide host."""
+    from diffrl_core.plugins import default_host
+
+    return resolve_saved_component(kind, saved, default_host())
+
+
+def _saved_name(kind: Kind, name: str, provenance: Mapping[str, Any], host: PluginHost) -> str:
+    """``name`` qualified by the plugin it was saved with (``provenance``: name -> where it came from)."""
+    recorded = provenance.get(name, {})
+    qualified = f"{recorded['plugin']}:{name}" if recorded.get("plugin") else name
+    if qualified not in host.registry(kind.name):
+        others = [r.provenance.describe() for r in host.registry(kind.name).claimants(name)]
+        raise MissingComponentError(kind.name, name, host.registry(kind.name).names(),
+                                    recorded.get("distribution"), plugin=recorded.get("plugin"), others=others)
+    return qualified
+
+
+#: kind -> the arguments its constructor gets before the config kwargs
+_FIXED_ARGS = {ACTOR_HEADS.name: 2, POSTPROCESSORS.name: 1, LOSS_TERMS.name: 0}  # (latent_dim, action_dim), (space)
+
+
 def _resolve(algo: str, head: NamedComponent, post: NamedComponent, losses: Sequence[NamedComponent],
              host: PluginHost, raw_log_prob: bool | None) -> Composition:
     """``raw_log_prob=None``: a model saved before format 3, opted in wherever it is needed."""
     composition = Composition(
         algo,
-        _resolve_one(ACTOR_HEADS, head, host, fixed_args=2),  # (latent_dim, action_dim)
-        _resolve_one(POSTPROCESSORS, post, host, fixed_args=1),  # (action_space)
-        tuple(_resolve_one(LOSS_TERMS, loss, host, fixed_args=0) for loss in losses),
+        _resolve_one(ACTOR_HEADS, head, host, fixed_args=_FIXED_ARGS[ACTOR_HEADS.name]),
+        _resolve_one(POSTPROCESSORS, post, host, fixed_args=_FIXED_ARGS[POSTPROCESSORS.name]),
+        tuple(_resolve_one(LOSS_TERMS, loss, host, fixed_args=_FIXED_ARGS[LOSS_TERMS.name]) for loss in losses),
     )
     _check_compatible(composition, losses)
     return _check_log_prob(composition, losses, raw_log_prob)

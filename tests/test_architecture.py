@@ -16,6 +16,8 @@ def _modules(folder: Path) -> list[Path]:
 
 
 def test_nothing_under_sb3_reaches_the_global_plugin_host() -> None:
+    # the host is passed in with the composition; stable-baselines3's own entry points, which cannot
+    # pass one (ComposedSAC("MlpPolicy", env), ComposedSAC.load), go through diffrl_core.resolve's *_for_sb3
     for path in _modules(CORE / "sb3"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

@@ -118,3 +118,25 @@ def test_deterministic_q_value_equals_sb3_td3() -> None:
     assert max_abs_difference(composed.actor, reference.actor) <= 1e-6
     assert max_abs_difference(composed.actor_target, reference.actor_target) <= 1e-6
     assert max_abs_difference(composed.critic, reference.critic) <= 1e-6
+
+
+def test_squashed_gaussian_with_gsde_equals_sb3_sac_with_gsde() -> None:
+    """gSDE from the config: the head builds SB3's state-dependent noise, and trains to SB3's parameters."""
+    sde = dict(use_sde=True, sde_sample_freq=4)
+    reference = SAC("MlpPolicy", make_vec_env("Pendulum-v1"), policy_kwargs=dict(net_arch=NET_ARCH), seed=0,
+                    **HYPERPARAMETERS, **sde)
+    reference.learn(STEPS)
+    composed = make_model(
+        {**sac_config("squashed_gaussian", "identity"), "algo_kwargs": dict(HYPERPARAMETERS, **sde)},
+        env=make_vec_env("Pendulum-v1"),
+    )
+    composed.learn(STEPS)
+    assert composed._n_updates == reference._n_updates >= 500
+    # SB3's actor holds gSDE's log-std matrix itself (listed first); the composed actor's head holds it
+    ours = dict(composed.actor.named_parameters())
+    for name, parameter in reference.actor.named_parameters():
+        mine = ours[name] if name in ours else ours[f"head.{name}"]
+        assert float((mine - parameter).detach().abs().max()) <= 1e-6, name
+    assert max_abs_difference(composed.critic, reference.critic) <= 1e-6
+    assert abs(composed.log_ent_coef.item() - reference.log_ent_coef.item()) <= 1e-6
+    assert th.allclose(composed.actor.get_std(), reference.actor.get_std(), rtol=0, atol=1e-6)

@@ -16,20 +16,24 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.her import HerReplayBuffer
 from torch.nn import functional as F
 
 from diffrl_core.components import ActorLossContext, LossTerm
-from diffrl_core.errors import DiffRLError, DivergenceError
+from diffrl_core.errors import ConfigError, DiffRLError, DivergenceError, IncompatibleComponentsError
+from diffrl_core.resolve import composition_for_sb3
 from diffrl_core.sb3.divergence import Diagnosis, finite_array, gradient_guard, nonfinite_argument
+from diffrl_core.sb3.policies import POLICIES, _ComposedPolicyMixin, alias_of
 
 if TYPE_CHECKING:
-    from stable_baselines3.common.buffers import ReplayBuffer
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
     from diffrl_core.resolve import Composition
@@ -38,9 +42,13 @@ if TYPE_CHECKING:
 class _ComposedAlgorithmMixin:
     """Holds the composition: resolved components in (never saved), their names out (saved as JSON).
 
-    :param composition: the resolved components (:func:`diffrl_core.resolve.resolve_composition`).
-        None only while stable-baselines3's ``load()`` rebuilds a model: :func:`diffrl_core.load_model`
-        hands it over before the networks are built.
+    Built as stable-baselines3's classes are (``ComposedSAC("MlpPolicy", env)``; also ``"CnnPolicy"``
+    and ``"MultiInputPolicy"``), it has SB3's own actor as components; ``load()`` rebuilds the
+    saved components. A stock SB3 policy class is refused: its actor is not composed.
+
+    :param composition: the resolved components (:func:`diffrl_core.resolve.resolve_composition`);
+        None: those saved with the model while ``load()`` rebuilds it, otherwise stable-baselines3's
+        own actor (:func:`diffrl_core.resolve.default_composition`)
     """
 
     composition: Composition | None
@@ -49,6 +57,7 @@ class _ComposedAlgorithmMixin:
     #: the names, kwargs and provenance of the components, saved with the model as plain JSON
     diffrl_components: dict[str, Any]
     _loss_terms: list[tuple[str, float, LossTerm]]
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]]
     #: the replay batch of the latest gradient step, for the divergence diagnosis
     last_batch: ReplayBufferSamples | None = None
     #: how messages name the env, e.g. ``env 'diffrl/PointMassReach-v0' (plugin 'envs' ...)``
@@ -57,16 +66,25 @@ class _ComposedAlgorithmMixin:
     _last_obs: Any
 
     def __init__(self, *args: Any, composition: Composition | None = None, **kwargs: Any) -> None:
+        policy = kwargs.get("policy", args[0] if args else None)
+        if isinstance(policy, type) and not issubclass(policy, _ComposedPolicyMixin):
+            aliases = ", ".join(repr(alias) for alias in self.policy_aliases)
+            raise DiffRLError(
+                f"{type(self).__name__} cannot use {policy.__module__}.{policy.__qualname__}: its actor is not "
+                f"composed of named components. Pass a policy alias ({aliases}), or a subclass of one of "
+                f"{', '.join(cls.__name__ for cls in self.policy_aliases.values())}"
+            )
         self.composition = composition
         super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
         if self.composition is None:
-            raise DiffRLError(
-                f"a composed {type(self).__name__} needs its resolved components: create it with "
-                "diffrl_core.make_model and load it with diffrl_core.load_model"
-            )
-        self.diffrl_components = self.composition.to_saved()
+            # a model loaded by stable-baselines3's load() has its saved names; a new one has SB3's own actor
+            self.composition = composition_for_sb3(self._algo_name, getattr(self, "diffrl_components", None))
+        self._check_sde(self.composition)
+        alias = alias_of(self.policy_class)  # type: ignore[attr-defined]
+        # the policy alias is saved so that load_model rebuilds the same policy class without unpickling it
+        self.diffrl_components = {**self.composition.to_saved(), **({"policy": alias} if alias else {})}
         # SB3 builds the policy from self.policy_kwargs and saves that same dict: the policy
         # gets the resolved composition, the saved kwargs stay plain data.
         policy_kwargs = self.policy_kwargs
@@ -82,6 +100,20 @@ class _ComposedAlgorithmMixin:
         for what, optimizer in optimizers.items():
             if optimizer is not None:
                 optimizer.register_step_pre_hook(gradient_guard(self, what))
+
+    def _check_sde(self, composition: Composition) -> None:
+        """gSDE needs a head that supports it: refused here, before anything is built (class and config path)."""
+        head = composition.head
+        if "use_sde" in head.kwargs:
+            raise ConfigError(
+                f"{head.kwargs_key}: 'use_sde' is not a head kwarg; set algo_kwargs.use_sde "
+                "(stable-baselines3's use_sde), and the head builds itself for gSDE"
+            )
+        if getattr(self, "use_sde", False) and not head.cls.supports_sde:
+            raise IncompatibleComponentsError(
+                f"use_sde: actor head {head.describe()} does not support stable-baselines3's gSDE (state-dependent "
+                "exploration); use a head that does, such as 'squashed_gaussian', or leave use_sde off"
+            )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]
@@ -170,6 +202,7 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
     """
 
     _algo_name = "sac"
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICIES["sac"]  # type: ignore[assignment]
 
     def _alpha(self) -> th.Tensor | None:
         return self.entropy_coefficient()
@@ -331,6 +364,7 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
     """
 
     _algo_name = "td3"
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICIES["td3"]  # type: ignore[assignment]
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout)
@@ -420,6 +454,11 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
         """The Q estimate the actor is trained on at ``observations``: TD3's first critic."""
         return partial(self.critic.q1_forward, observations)
 
+
+#: Replay buffers a config may name (``algo_kwargs.replay_buffer_class``), by stable-baselines3's class names
+REPLAY_BUFFERS: dict[str, type[ReplayBuffer] | type[DictReplayBuffer] | type[HerReplayBuffer]] = {
+    "ReplayBuffer": ReplayBuffer, "DictReplayBuffer": DictReplayBuffer, "HerReplayBuffer": HerReplayBuffer,
+}
 
 ALGORITHMS: dict[str, type[ComposedSAC] | type[ComposedTD3]] = {"sac": ComposedSAC, "td3": ComposedTD3}
 

@@ -3,25 +3,39 @@
 stable-baselines3 hard-codes its ``Actor`` class in ``make_actor``; these subclasses
 override only ``make_actor`` (the actor is built from the resolved components the algorithm
 passes in), ``_predict`` and ``_get_constructor_parameters``, and keep SB3's critics,
-targets and optimizers as they are.
+targets, features extractors and optimizers as they are. There is one per SB3 policy alias
+(``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``): the aliases differ only in their
+default features extractor.
+
+Configs name features extractors and optimizers from the tables below; they are looked up,
+never imported or evaluated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import get_action_dim
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
+from stable_baselines3.common.preprocessing import get_action_dim, is_image_space
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+)
 from stable_baselines3.common.type_aliases import PyTorchObs
-from stable_baselines3.sac.policies import SACPolicy
-from stable_baselines3.td3.policies import TD3Policy
+from stable_baselines3.sac import policies as sac_policies
+from stable_baselines3.td3 import policies as td3_policies
 from torch import nn
 
 from diffrl_core.components import ActionSample, ActorHead, HeadSample, PostProcessor, postprocess_sample
-from diffrl_core.errors import DiffRLError
+from diffrl_core.errors import ConfigError, IncompatibleComponentsError
+from diffrl_core.kinds import ACTOR_HEADS, POSTPROCESSORS, Kind
+from diffrl_core.resolve import component_for_sb3, composition_for_sb3
 
 if TYPE_CHECKING:
     from diffrl_core.resolve import Composition, ResolvedComponent
@@ -36,6 +50,24 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
 }
 
+#: Features extractors a config may name (``policy.features_extractor``); unset, the observation
+#: space picks one as stable-baselines3's policy aliases do (see :func:`policy_alias`).
+FEATURES_EXTRACTORS: dict[str, type[BaseFeaturesExtractor]] = {
+    "flatten": FlattenExtractor,
+    "nature_cnn": NatureCNN,
+    "combined": CombinedExtractor,
+}
+
+#: Optimizers a config may name (``policy.optimizer``), for the actor and the critics.
+OPTIMIZERS: dict[str, type[th.optim.Optimizer]] = {
+    "adam": th.optim.Adam,
+    "adamw": th.optim.AdamW,
+    "sgd": th.optim.SGD,
+    "rmsprop": th.optim.RMSprop,
+    "radam": th.optim.RAdam,
+    "nadam": th.optim.NAdam,
+}
+
 
 class ComposedActor(BasePolicy):
     """An actor made of stable-baselines3's MLP, a named head and a named post-processor.
@@ -45,10 +77,17 @@ class ComposedActor(BasePolicy):
     :param net_arch: sizes of the hidden layers between features and head
     :param features_extractor: network to extract features
     :param features_dim: number of features
-    :param head: the resolved actor head (built here with its config kwargs)
-    :param postprocessor: the resolved post-processor
+    :param head: the resolved actor head (built here with its config kwargs), or the saved
+        ``{"name", "kwargs", "provenance"}`` of one (an actor loaded on its own)
+    :param postprocessor: the resolved post-processor, or the saved form of one
     :param raw_log_prob: the config opted in to the head's raw log-prob (``policy.raw_log_prob``)
     :param activation_fn: activation function of the MLP
+    :param use_sde: stable-baselines3's gSDE: the head is built in its state-dependent
+        exploration mode (only a head that ``supports_sde``), with the four options below
+    :param log_std_init: gSDE's initial log-std (unless the head's kwargs set it)
+    :param full_std: gSDE's ``(latent, action)`` std matrix instead of one std per latent feature
+    :param use_expln: gSDE's ``expln`` instead of ``exp`` for the std
+    :param clip_mean: gSDE's bound of the mean (``0``: none)
     :param normalize_images: whether to normalize images (dividing by 255.0)
     """
 
@@ -59,12 +98,16 @@ class ComposedActor(BasePolicy):
         net_arch: list[int],
         features_extractor: nn.Module,
         features_dim: int,
-        head: ResolvedComponent,
-        postprocessor: ResolvedComponent,
+        head: ResolvedComponent | Mapping[str, Any],
+        postprocessor: ResolvedComponent | Mapping[str, Any],
         raw_log_prob: bool = False,
         activation_fn: type[nn.Module] = nn.ReLU,
+        use_sde: bool = False,
+        log_std_init: float = -3,
+        full_std: bool = True,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
         normalize_images: bool = True,
-        **_sb3_actor_kwargs: Any,  # SAC's use_sde, log_std_init, ...: not used by composed actors
     ) -> None:
         super().__init__(
             observation_space,
@@ -73,17 +116,43 @@ class ComposedActor(BasePolicy):
             normalize_images=normalize_images,
             squash_output=True,  # _predict returns normalized actions; SB3 unscales them
         )
+        head, postprocessor = _resolved(ACTOR_HEADS, head), _resolved(POSTPROCESSORS, postprocessor)
         self.net_arch = net_arch
         self.features_dim = features_dim
         self.activation_fn = activation_fn
+        self.head_component, self.postprocessor_component = head, postprocessor
+        self.use_sde = use_sde
+        self.sde_options = dict(log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean)
+        if use_sde and not getattr(head.cls, "supports_sde", False):
+            raise IncompatibleComponentsError(
+                f"use_sde: actor head {head.describe()} does not support stable-baselines3's gSDE (state-dependent "
+                "exploration); use a head that does, such as 'squashed_gaussian', or leave use_sde off"
+            )
         # Same construction order as SB3's actors (MLP, then output layers), so the same
         # seed gives the same initial weights.
         self.latent_pi = nn.Sequential(*create_mlp(features_dim, -1, net_arch, activation_fn))
         latent_dim = net_arch[-1] if len(net_arch) > 0 else features_dim
+        sde = dict(use_sde=True, **self.sde_options) if use_sde else {}
         # a kwarg value a component rejects becomes a ConfigError naming it and its config key
-        self.head: ActorHead = head.build(latent_dim, get_action_dim(action_space))
+        self.head: ActorHead = head.build(latent_dim, get_action_dim(action_space), **sde)
         self.postprocessor: PostProcessor = postprocessor.build(action_space)
         self.raw_log_prob = raw_log_prob
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        """What :meth:`save` stores to rebuild the actor: SB3's, with the components as names and kwargs."""
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            features_dim=self.features_dim,
+            activation_fn=self.activation_fn,
+            features_extractor=self.features_extractor,
+            head=_saved(self.head_component),
+            postprocessor=_saved(self.postprocessor_component),
+            raw_log_prob=self.raw_log_prob,
+            use_sde=self.use_sde,
+            **self.sde_options,
+        )
+        return data
 
     def latent(self, obs: PyTorchObs) -> th.Tensor:
         return self.latent_pi(self.extract_features(obs, self.features_extractor))
@@ -107,8 +176,29 @@ class ComposedActor(BasePolicy):
         assert sample.log_prob is not None, "composition checks that SAC's head has a log-prob"
         return sample.actions, sample.log_prob
 
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """gSDE: new exploration weights for ``batch_size`` envs (stable-baselines3 calls it when ``use_sde``)."""
+        assert self.use_sde, "reset_noise() is only available when using gSDE"
+        self.head.reset_noise(batch_size)
+
+    def get_std(self) -> th.Tensor:
+        """gSDE: the standard deviation of the exploration weights (stable-baselines3 logs it as ``train/std``)."""
+        assert self.use_sde, "get_std() is only available when using gSDE"
+        return self.head.get_std()
+
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)
+
+
+def _saved(component: ResolvedComponent) -> dict[str, Any]:
+    return {"name": component.name, "kwargs": dict(component.kwargs), "provenance": component.provenance()}
+
+
+def _resolved(kind: Kind, component: ResolvedComponent | Mapping[str, Any]) -> ResolvedComponent:
+    """A component of an actor loaded on its own comes as its saved names: resolve them with the installed plugins."""
+    if not isinstance(component, Mapping):
+        return component
+    return component_for_sb3(kind, component)
 
 
 def _activation(activation_fn: str | type[nn.Module]) -> type[nn.Module]:
@@ -118,30 +208,38 @@ def _activation(activation_fn: str | type[nn.Module]) -> type[nn.Module]:
 class _ComposedPolicyMixin:
     """What SAC's and TD3's composed policies share: a resolved composition in, :class:`ComposedActor` out.
 
-    The algorithm passes the composition when it builds the policy; the component names are
-    saved by the algorithm (``diffrl_components``), not with the policy's constructor arguments.
+    The algorithm passes the composition when it builds the policy and saves the component
+    names itself (``diffrl_components``); a policy saved on its own saves them with its
+    constructor arguments.
 
-    :param composition: the resolved components (:class:`diffrl_core.resolve.Composition`)
-    :param activation_fn: a name from :data:`ACTIVATIONS` (or an ``nn.Module`` class)
+    :param composition: the resolved components (:class:`diffrl_core.resolve.Composition`), their
+        saved form (:meth:`~diffrl_core.resolve.Composition.to_saved`), or None for
+        stable-baselines3's own actor (:func:`diffrl_core.resolve.default_composition`)
+    :param activation_fn: a name from :data:`ACTIVATIONS` (or an ``nn.Module`` class); likewise
+        ``features_extractor_class`` and ``optimizer_class`` may be names from
+        :data:`FEATURES_EXTRACTORS` and :data:`OPTIMIZERS`
     :param args: the SB3 policy's arguments
     :param kwargs: the SB3 policy's keyword arguments
     """
 
+    _algo: str
+
     def __init__(
         self,
         *args: Any,
-        composition: Composition | None = None,
+        composition: Composition | Mapping[str, Any] | None = None,
         activation_fn: str | type[nn.Module] = "relu",
         **kwargs: Any,
     ) -> None:
-        if composition is None:
-            raise DiffRLError(
-                f"{type(self).__name__} is built by its algorithm from resolved components: create the model with "
-                "diffrl_core.make_model and load it with diffrl_core.load_model (a policy saved on its own "
-                "cannot be loaded)"
-            )
+        if composition is None or isinstance(composition, Mapping):
+            composition = composition_for_sb3(self._algo, composition)
         self.composition = composition
         self.activation_name = activation_fn
+        for key, table in (("features_extractor_class", FEATURES_EXTRACTORS), ("optimizer_class", OPTIMIZERS)):
+            if isinstance(kwargs.get(key), str):  # a config's name (saved policy_kwargs stay plain data)
+                if kwargs[key] not in table:
+                    raise ConfigError(f"{key}: unknown name {kwargs[key]!r}; valid: {', '.join(table)}")
+                kwargs[key] = table[kwargs[key]]
         super().__init__(*args, activation_fn=_activation(activation_fn), **kwargs)  # type: ignore[call-arg]
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> ComposedActor:
@@ -156,7 +254,8 @@ class _ComposedPolicyMixin:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(activation_fn=self.activation_name)  # a name: configs never hold classes
+        # names, never classes: a policy saved on its own is rebuilt from the installed plugins
+        data.update(activation_fn=self.activation_name, composition=self.composition.to_saved())
         return data
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
@@ -164,18 +263,71 @@ class _ComposedPolicyMixin:
 
 
 # make_actor returns a ComposedActor where SB3 declares its own Actor class
-class ComposedSACPolicy(_ComposedPolicyMixin, SACPolicy):  # type: ignore[misc]
-    """stable-baselines3's :class:`~stable_baselines3.sac.policies.SACPolicy` with a composed actor;
-    see :class:`_ComposedPolicyMixin` for the arguments."""
+class ComposedSACPolicy(_ComposedPolicyMixin, sac_policies.SACPolicy):  # type: ignore[misc]
+    """stable-baselines3's SAC ``MlpPolicy`` with a composed actor; see :class:`_ComposedPolicyMixin`."""
+
+    _algo = "sac"
 
 
-class ComposedTD3Policy(_ComposedPolicyMixin, TD3Policy):  # type: ignore[misc]
-    """stable-baselines3's :class:`~stable_baselines3.td3.policies.TD3Policy` with a composed actor;
-    see :class:`_ComposedPolicyMixin` for the arguments."""
+class ComposedSACCnnPolicy(_ComposedPolicyMixin, sac_policies.CnnPolicy):  # type: ignore[misc]
+    """stable-baselines3's SAC ``CnnPolicy`` (NatureCNN features) with a composed actor."""
+
+    _algo = "sac"
 
 
-#: algo -> its composed policy class
-POLICIES: dict[str, type[ComposedSACPolicy] | type[ComposedTD3Policy]] = {
-    "sac": ComposedSACPolicy,
-    "td3": ComposedTD3Policy,
+class ComposedSACMultiInputPolicy(_ComposedPolicyMixin, sac_policies.MultiInputPolicy):  # type: ignore[misc]
+    """stable-baselines3's SAC ``MultiInputPolicy`` (Dict observations) with a composed actor."""
+
+    _algo = "sac"
+
+
+class ComposedTD3Policy(_ComposedPolicyMixin, td3_policies.TD3Policy):  # type: ignore[misc]
+    """stable-baselines3's TD3 ``MlpPolicy`` with a composed actor; see :class:`_ComposedPolicyMixin`."""
+
+    _algo = "td3"
+
+
+class ComposedTD3CnnPolicy(_ComposedPolicyMixin, td3_policies.CnnPolicy):  # type: ignore[misc]
+    """stable-baselines3's TD3 ``CnnPolicy`` (NatureCNN features) with a composed actor."""
+
+    _algo = "td3"
+
+
+class ComposedTD3MultiInputPolicy(_ComposedPolicyMixin, td3_policies.MultiInputPolicy):  # type: ignore[misc]
+    """stable-baselines3's TD3 ``MultiInputPolicy`` (Dict observations) with a composed actor."""
+
+    _algo = "td3"
+
+
+#: algo -> stable-baselines3's policy alias -> its composed policy class
+POLICIES: dict[str, dict[str, type[_ComposedPolicyMixin]]] = {
+    "sac": {
+        "MlpPolicy": ComposedSACPolicy,
+        "CnnPolicy": ComposedSACCnnPolicy,
+        "MultiInputPolicy": ComposedSACMultiInputPolicy,
+    },
+    "td3": {
+        "MlpPolicy": ComposedTD3Policy,
+        "CnnPolicy": ComposedTD3CnnPolicy,
+        "MultiInputPolicy": ComposedTD3MultiInputPolicy,
+    },
 }
+
+
+def policy_alias(observation_space: spaces.Space) -> str:
+    """The stable-baselines3 policy alias a user picks for ``observation_space``.
+
+    ``MultiInputPolicy`` for Dict observations, ``CnnPolicy`` for images (``uint8`` Box of
+    shape ``(H, W, C)`` or ``(C, H, W)``, as :func:`~stable_baselines3.common.preprocessing.is_image_space`
+    decides), ``MlpPolicy`` otherwise.
+    """
+    if isinstance(observation_space, spaces.Dict):
+        return "MultiInputPolicy"
+    if is_image_space(observation_space, check_channels=False):
+        return "CnnPolicy"
+    return "MlpPolicy"
+
+
+def alias_of(policy_class: type) -> str | None:
+    """The alias of a composed policy class (None for another class, e.g. a user's subclass)."""
+    return next((alias for classes in POLICIES.values() for alias, cls in classes.items() if cls is policy_class), None)

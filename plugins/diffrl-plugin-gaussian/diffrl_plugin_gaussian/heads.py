@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch as th
-from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
 from torch import nn
 
 from diffrl_core.components import ActorHead, HeadSample
@@ -11,6 +11,8 @@ from diffrl_core.components import ActorHead, HeadSample
 # stable-baselines3's SAC bounds (stable_baselines3.sac.policies.LOG_STD_MIN / MAX)
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
+# stable-baselines3's SAC gSDE default (SACPolicy's log_std_init), for a head built for gSDE without one
+SDE_LOG_STD_INIT = -3.0
 
 
 class _GaussianParams(ActorHead):
@@ -94,11 +96,24 @@ class SquashedGaussianHead(_GaussianParams):
     Uses SB3's :class:`~stable_baselines3.common.distributions.SquashedDiagGaussianDistribution`,
     so the log-prob includes the tanh correction and the numbers equal SB3's. Raw actions lie
     in ``[-1, 1]``: pair it with ``identity``.
+
+    With gSDE (``algo_kwargs.use_sde: true``) it is SB3's gSDE actor output instead: SB3's
+    :class:`~stable_baselines3.common.distributions.StateDependentNoiseDistribution` (squashed,
+    features learned), whose exploration noise is ``latent @ W`` with weights ``W`` drawn by
+    :meth:`reset_noise`; the mean is bounded by ``clip_mean`` and the log-std is one learned
+    matrix, not a function of the state (``log_std_min``/``log_std_max``/``state_dependent_std``
+    do not apply).
+
+    :param use_sde: gSDE (set by the algorithm from ``use_sde``, not in ``head_kwargs``)
+    :param full_std: gSDE: one std per (latent feature, action) pair, not per latent feature
+    :param use_expln: gSDE: ``expln`` instead of ``exp`` for the std
+    :param clip_mean: gSDE: bound of the mean (``0``: none)
     """
 
     stochastic = True
     has_log_prob = True
     bounded = True
+    supports_sde = True
 
     def __init__(
         self,
@@ -108,17 +123,60 @@ class SquashedGaussianHead(_GaussianParams):
         log_std_max: float = LOG_STD_MAX,
         log_std_init: float | None = None,
         state_dependent_std: bool = True,
+        use_sde: bool = False,
+        full_std: bool = True,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
     ) -> None:
-        super().__init__(latent_dim, action_dim, log_std_min, log_std_max, log_std_init, state_dependent_std)
-        self.distribution = SquashedDiagGaussianDistribution(action_dim)
+        self.use_sde = use_sde
+        if not use_sde:
+            super().__init__(latent_dim, action_dim, log_std_min, log_std_max, log_std_init, state_dependent_std)
+            self.distribution = SquashedDiagGaussianDistribution(action_dim)
+            return
+        ActorHead.__init__(self, latent_dim, action_dim)
+        if clip_mean < 0:
+            raise ValueError(f"clip_mean must be >= 0 (0: no bound), got {clip_mean}")
+        self.sde_distribution = StateDependentNoiseDistribution(
+            action_dim, full_std=full_std, use_expln=use_expln, learn_features=True, squash_output=True
+        )
+        # SB3's gSDE actor: the same layers in the same order, so the same seed gives the same weights
+        log_std_init = SDE_LOG_STD_INIT if log_std_init is None else log_std_init
+        self.mu, self.log_std = self.sde_distribution.proba_distribution_net(
+            latent_dim=latent_dim, latent_sde_dim=latent_dim, log_std_init=log_std_init
+        )
+        if clip_mean > 0.0:  # bounds the mean against numerical problems, as SB3 does
+            self.mu = nn.Sequential(self.mu, nn.Hardtanh(min_val=-clip_mean, max_val=clip_mean))
+
+    def params(self, latent: th.Tensor) -> dict[str, th.Tensor]:
+        """``{"mean", "log_std"}``; with gSDE only ``{"mean"}`` (gSDE's log-std is the state-free :attr:`log_std`)."""
+        if self.use_sde:
+            return {"mean": self.mu(latent)}
+        return super().params(latent)
 
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
         params = self.params(latent)
-        mean, log_std = params["mean"], params["log_std"]
-        return self.distribution.actions_from_params(mean, log_std, deterministic=deterministic)
+        if self.use_sde:
+            return self.sde_distribution.actions_from_params(
+                params["mean"], self.log_std, deterministic=deterministic, latent_sde=latent
+            )
+        return self.distribution.actions_from_params(params["mean"], params["log_std"], deterministic=deterministic)
 
     def sample(self, latent: th.Tensor) -> HeadSample:
         params = self.params(latent)
+        if self.use_sde:
+            actions, log_prob = self.sde_distribution.log_prob_from_params(params["mean"], self.log_std,
+                                                                           latent_sde=latent)
+            return HeadSample(actions, log_prob, params)
         mean, log_std = params["mean"], params["log_std"]
         actions, log_prob = self.distribution.log_prob_from_params(mean, log_std)
         return HeadSample(actions, log_prob, {"mean": mean, "log_std": log_std})
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        if not self.use_sde:
+            super().reset_noise(batch_size)
+        self.sde_distribution.sample_weights(self.log_std, batch_size=batch_size)
+
+    def get_std(self) -> th.Tensor:
+        if not self.use_sde:
+            return super().get_std()
+        return self.sde_distribution.get_std(self.log_std)
