@@ -55,6 +55,7 @@ PROPERTIES: dict[str, str] = {
     "jacobian": "a bijective post-processor's log_abs_det_jacobian is log |det| of its Jacobian",
     "identity_when_bounded": "an identity_when_bounded post-processor returns raw actions in [-1, 1] unchanged",
     "declarations": "the head does what its class attributes declare",
+    "sde": "a head that supports_sde builds for gSDE, and its exploration noise changes only with reset_noise()",
 }
 
 #: The nominal chance that a correct component fails one statistical check, for a given seed.

@@ -169,7 +169,7 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
         ) from None
     try:
         with runs.atomic_path(path) as tmp:
-            imageio.mimwrite(tmp, frames, fps=fps)
+            imageio.mimwrite(tmp, list[Any](frames), fps=fps)  # its stubs want a list of array-likes
     except Exception as exc:  # imageio's backends raise many kinds of errors for a missing codec
         raise DiffRLError(f"cannot write the video {str(path)!r}: {exc}; a .gif path always works") from None
 

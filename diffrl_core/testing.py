@@ -588,6 +588,9 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
                 raise fail(name, "same_distribution", f"it declares stochastic = False but {what} differs from "
                                                       "forward(deterministic=True)")
 
+    if type(head).supports_sde:
+        _check_sde(actor.head_component, latent, head.action_dim, name)
+
     post_name = f"{label}: post-processor {config.policy.postprocess!r} ({type(post).__name__})"
     conformance.check_postprocessor(post, head.action_dim, post_name)
     with th.no_grad():  # and on what this head actually emits
@@ -599,6 +602,41 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
                     raise fail(post_name, "bounds", f"forward(explore={explore}) must return finite normalized "
                                                     "actions in [-1, 1] of the input's shape for the head's actions")
     return unchecked
+
+
+def _check_sde(component: Any, latent: Any, action_dim: int, name: str) -> None:
+    """Property ``sde``: built as SAC builds it for ``use_sde``, the head samples, resets and keeps its noise."""
+    import torch as th
+
+    from diffrl_core.sb3.policies import ComposedActor
+
+    options = ComposedActor.SDE_DEFAULTS
+    try:
+        head = component.build(latent.shape[1], action_dim, use_sde=True, **options)
+        with th.no_grad():
+            head.reset_noise(latent.shape[0])
+            first, again = head(latent), head(latent)
+            sample = head.sample(latent)
+            std = head.get_std()
+            head.reset_noise(latent.shape[0])
+            other = head(latent)
+            mode = head(latent, deterministic=True)
+    except Exception as exc:
+        raise fail(name, "sde", f"with use_sde=True and {options}: {type(exc).__name__}: {exc}") from exc
+    if tuple(first.shape) != (latent.shape[0], action_dim) or tuple(mode.shape) != tuple(first.shape):
+        raise fail(name, "sde", f"forward() returned shape {tuple(first.shape)}, "
+                                f"expected {(latent.shape[0], action_dim)}")
+    if not th.equal(first, again):
+        raise fail(name, "sde", "two forward() calls without reset_noise() in between returned different actions")
+    if th.equal(first, other):
+        raise fail(name, "sde", "forward() returned the same actions after reset_noise() drew new noise")
+    if head.bounded and max(float(t.abs().max()) for t in (first, other, mode, sample.actions)) > 1.0 + 1e-6:
+        raise fail(name, "sde", "it declares bounded = True but returned raw actions outside [-1, 1] with gSDE")
+    if head.has_log_prob and (sample.log_prob is None or tuple(sample.log_prob.shape) != (latent.shape[0],)
+                              or not bool(th.isfinite(sample.log_prob).all())):
+        raise fail(name, "sde", f"sample().log_prob must be finite with shape ({latent.shape[0]},) with gSDE")
+    if not (bool(th.isfinite(std).all()) and bool((std > 0).all())):
+        raise fail(name, "sde", "get_std() must be positive and finite")
 
 
 def _check_loss_terms(model: BaseAlgorithm, label: str) -> None:

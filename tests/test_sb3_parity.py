@@ -360,3 +360,25 @@ def test_diffrl_train_her_and_pixels_from_the_examples_and_reload(example: str, 
                               "--set", "total_timesteps=400"], capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
 
+
+
+def test_the_conformance_checks_exercise_gsde_of_heads_that_declare_it() -> None:
+    from diffrl_core.conformance import ConformanceError
+    from diffrl_core.testing import _check_sde
+    from diffrl_plugin_gaussian.heads import SquashedGaussianHead
+
+    class Built:  # stands for the resolved component: what _check_sde builds the head from
+        def __init__(self, cls: type) -> None:
+            self.cls = cls
+
+        def build(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cls(*args, **kwargs)
+
+    class FrozenNoise(SquashedGaussianHead):
+        def reset_noise(self, batch_size: int = 1) -> None:  # declares gSDE, never draws new noise
+            pass
+
+    latent = th.randn(8, 16)
+    _check_sde(Built(SquashedGaussianHead), latent, 2, "squashed_gaussian")
+    with pytest.raises(ConformanceError, match=r"\[sde\].*same actions after reset_noise"):
+        _check_sde(Built(FrozenNoise), latent, 2, "frozen")

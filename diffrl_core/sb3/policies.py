@@ -14,7 +14,7 @@ never imported or evaluated.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
@@ -90,6 +90,9 @@ class ComposedActor(BasePolicy):
     :param clip_mean: gSDE's bound of the mean (``0``: none)
     :param normalize_images: whether to normalize images (dividing by 255.0)
     """
+
+    #: stable-baselines3's gSDE options of SAC's actor, as a head supporting gSDE gets them by default
+    SDE_DEFAULTS: ClassVar[dict[str, Any]] = dict(log_std_init=-3, full_std=True, use_expln=False, clip_mean=2.0)
 
     def __init__(
         self,
