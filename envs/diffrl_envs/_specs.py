@@ -27,6 +27,18 @@ SPECS: tuple[dict, ...] = (
         "max_episode_steps": 200,
         "kwargs": {},
     },
+    {
+        "id": "diffrl/PointMassGoal-v0",
+        "entry_point": "diffrl_envs.point_mass_goal:PointMassGoalEnv",
+        "max_episode_steps": 50,
+        "kwargs": {},
+    },
+    {
+        "id": "diffrl/PointMassPixels-v0",
+        "entry_point": "diffrl_envs.point_mass_pixels:PointMassPixelsEnv",
+        "max_episode_steps": 100,
+        "kwargs": {},
+    },
 )
 
 #: All env ids, in registration order.

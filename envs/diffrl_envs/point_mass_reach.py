@@ -130,10 +130,15 @@ class PointMassReachEnv(Env):
         mujoco.mj_forward(self.model, self.data)
         return self._get_obs(), {"distance": self._distance()}
 
-    def step(self, action):
+    def _simulate(self, action) -> np.ndarray:
+        """Clip ``action`` to the bounds, apply it for ``frame_skip`` physics steps, return the clipped action."""
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), self.action_space.low, self.action_space.high)
         self.data.ctrl[:] = action
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        return action
+
+    def step(self, action):
+        action = self._simulate(action)
         distance = self._distance()
         reward_dist = -distance
         reward_ctrl = -self.ctrl_cost_weight * float(np.dot(action, action))

@@ -18,6 +18,8 @@ from diffrl_envs._specs import ENV_IDS, SPECS
 
 MODULES = {spec["id"]: spec["entry_point"].split(":")[0] for spec in SPECS}
 MAKE_IDS = {env_id: f"diffrl_envs:{env_id}" for env_id in ENV_IDS}
+# Envs whose render() goes through mujoco.Renderer (OpenGL); the others draw with NumPy or pygame.
+GL_RENDER_IDS = ["diffrl/PointMassReach-v0", "diffrl/PointMassGoal-v0"]
 
 # Known, harmless checker warnings, per env id (regex on the message).
 HARMLESS_WARNINGS: dict[str, list[str]] = {
@@ -36,6 +38,28 @@ def _problem_warnings(env_id: str, caught: list[warnings.WarningMessage]) -> lis
         for w in caught
         if not any(re.search(pattern, str(w.message)) for pattern in allowed)
     ]
+
+
+def _leaves(space: gymnasium.spaces.Space, obs) -> list[tuple[gymnasium.spaces.Box, np.ndarray]]:
+    """``(Box, array)`` pairs of a Box or a (flat) Dict observation; the arrays may carry a leading batch axis."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        assert isinstance(obs, dict) and set(obs) == set(space.spaces)
+        return [(space.spaces[key], np.asarray(obs[key])) for key in space.spaces]
+    return [(space, np.asarray(obs))]
+
+
+def _check_batch(space: gymnasium.spaces.Space, obs, n_envs: int) -> None:
+    """A VecEnv observation: every leaf has the space's dtype (float32, or uint8 for images) and shape."""
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    for box, value in _leaves(space, obs):
+        assert value.dtype == box.dtype
+        assert value.dtype == (np.uint8 if is_image_space(box) else np.float32)
+        assert value.shape == (n_envs, *box.shape)
+        assert np.all(np.isfinite(value))
+    for i in range(n_envs):
+        single = {key: value[i] for key, value in obs.items()} if isinstance(obs, dict) else obs[i]
+        assert space.contains(single)
 
 
 def _subprocess_env() -> dict[str, str]:
@@ -90,9 +114,12 @@ def test_sb3_env_checker(env_id):
     from stable_baselines3.common.env_checker import check_env
 
     env = gymnasium.make(MAKE_IDS[env_id])
+    # SB3's checker calls ``env.compute_reward`` on the env it is given, and gymnasium >= 1.0
+    # wrappers (TimeLimit, ...) no longer forward attributes: check goal envs unwrapped.
+    checked = env.unwrapped if hasattr(env.unwrapped, "compute_reward") else env
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_env(env, warn=True)
+        check_env(checked, warn=True)
     env.close()
     assert not _problem_warnings(env_id, caught)
 
@@ -106,10 +133,10 @@ def test_random_rollout_has_no_nan(env_id):
     venv.action_space.seed(0)
     obs = venv.reset()
     space = venv.observation_space
+    _check_batch(space, obs, 2)
     for _ in range(300):
         obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
-        assert obs.dtype == np.float32
-        assert all(space.contains(o) for o in obs)
+        _check_batch(space, obs, 2)
         assert np.all(np.isfinite(rewards))
     venv.close()
 
@@ -119,16 +146,20 @@ def test_same_seed_same_trajectory(env_id):
     def rollout(seed: int):
         env = gymnasium.make(MAKE_IDS[env_id])
         env.action_space.seed(123)
+
+        def flat(obs):  # Box and Dict observations alike, as one 1-D array
+            return gymnasium.spaces.flatten(env.observation_space, obs)
+
         obs, _ = env.reset(seed=seed)
-        trajectory = [obs]
+        trajectory = [flat(obs)]
         rewards = []
         for _ in range(150):
             obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            trajectory.append(obs)
+            trajectory.append(flat(obs))
             rewards.append(reward)
             if terminated or truncated:
                 obs, _ = env.reset()
-                trajectory.append(obs)
+                trajectory.append(flat(obs))
         env.close()
         return np.stack(trajectory), np.array(rewards)
 
@@ -175,10 +206,11 @@ def test_subproc_vec_env(env_id):
     venv = make_vec_env(MAKE_IDS[env_id], n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
     try:
         obs = venv.reset()
-        assert obs.shape == (2, *venv.observation_space.shape)
+        _check_batch(venv.observation_space, obs, 2)
         for _ in range(10):
             obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
-        assert obs.dtype == np.float32 and rewards.shape == (2,)
+        _check_batch(venv.observation_space, obs, 2)
+        assert rewards.shape == (2,)
     finally:
         venv.close()
 
@@ -189,7 +221,7 @@ def _check_image(img) -> None:
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 1, "rendered image is a single colour"
 
 
-@pytest.mark.parametrize("env_id", [e for e in ENV_IDS if "PointMass" not in e])
+@pytest.mark.parametrize("env_id", [e for e in ENV_IDS if e not in GL_RENDER_IDS])
 def test_render_rgb_array(env_id):
     env = gymnasium.make(MAKE_IDS[env_id], render_mode="rgb_array")
     env.reset(seed=0)
@@ -198,20 +230,21 @@ def test_render_rgb_array(env_id):
     env.close()
 
 
-def test_render_rgb_array_mujoco():
+@pytest.mark.parametrize("env_id", GL_RENDER_IDS)
+def test_render_rgb_array_mujoco(env_id):
     # Rendered in a fresh process with MUJOCO_GL=egl (set by _subprocess_env) so the backend
     # choice does not depend on whether some other test imported mujoco first.
     result = _run_python(
-        """
+        f"""
         import json
         import gymnasium, numpy as np
-        env = gymnasium.make("diffrl_envs:diffrl/PointMassReach-v0", render_mode="rgb_array", width=96, height=64)
+        env = gymnasium.make({MAKE_IDS[env_id]!r}, render_mode="rgb_array", width=96, height=64)
         env.reset(seed=0)
         env.step(env.action_space.sample())
         img = env.render()
         env.close()
-        print(json.dumps({"shape": list(img.shape), "dtype": str(img.dtype),
-                          "colours": int(len(np.unique(img.reshape(-1, 3), axis=0)))}))
+        print(json.dumps({{"shape": list(img.shape), "dtype": str(img.dtype),
+                          "colours": int(len(np.unique(img.reshape(-1, 3), axis=0)))}}))
         """
     )
     assert result["shape"] == [64, 96, 3]
