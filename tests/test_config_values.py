@@ -58,7 +58,7 @@ INVALID = [
     ("algo_kwargs.verbose", 7, "less than or equal to 2"),
     ("algo_kwargs.policy_kwargs", {}, "set it with the config section 'policy'"),
     ("algo_kwargs.replay_buffer_class", "stable_baselines3.HerReplayBuffer", "'HerReplayBuffer'"),
-    ("algo_kwargs.replay_buffer_kwargs", {"n_sampled_goal": 4}, "valid: handle_timeout_termination"),
+    ("algo_kwargs.replay_buffer_kwargs", [1], "valid dictionary"),
     ("policy.features_extractor", "my_module:MyCNN", "'nature_cnn'"),
     ("policy.optimizer", "torch.optim.Adam", "'adamw'"),
     ("policy.share_features_extractor", "yes", "valid boolean"),
