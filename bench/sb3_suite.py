@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -60,6 +61,18 @@ BAD = ("failed", "error", "not run")
 
 class SuiteError(Exception):
     """Getting SB3's tests or running pytest went wrong (not a test failing)."""
+
+
+#: what SB3's selected tests import beyond SB3's own install (its ``extra``): the progress bar of test_callbacks
+TEST_DEPENDENCIES = ("tqdm", "rich")
+
+
+def check_test_dependencies() -> None:
+    """Refuse to start without what SB3's tests need, instead of counting their ImportErrors as failures."""
+    missing = [name for name in TEST_DEPENDENCIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SuiteError(f"stable-baselines3's tests need {', '.join(missing)}: pip install {' '.join(missing)} "
+                         "(diffrl-core's [test] extra has them)")
 
 
 def default_cache_dir(version: str) -> Path:
@@ -322,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        check_test_dependencies()
         version = importlib.metadata.version("stable-baselines3")
         root = fetch_tests(version, args.cache_dir or default_cache_dir(version))
         paths = resolve_test_paths(root, args.tests)
