@@ -288,8 +288,15 @@ def load_model(
     """
     path, saved = read_saved_composition(path)
     composition = resolve_saved(saved, host or default_host())
-    # the policy class by its saved alias (models saved before aliases: MlpPolicy), never unpickled
-    custom_objects: dict[str, Any] = {"policy_class": POLICIES[composition.algo][saved.get("policy", "MlpPolicy")]}
+    # the policy class by its saved alias (models saved before aliases: MlpPolicy), never unpickled;
+    # None: a subclass of a composed policy that the user wrote, rebuilt by stable-baselines3 from its reference
+    alias = saved.get("policy", "MlpPolicy")
+    custom_objects: dict[str, Any] = {}
+    if alias is not None:
+        if alias not in POLICIES[composition.algo]:
+            raise DiffRLError(f"{str(path)!r} names the policy {shorten(alias)}, not one of "
+                              f"{', '.join(POLICIES[composition.algo])}: the file is damaged or not diffrl's")
+        custom_objects["policy_class"] = POLICIES[composition.algo][alias]
     if saved["format"] == 1:
         with zipfile.ZipFile(path) as archive:
             policy_kwargs = json.loads(archive.read("data")).get("policy_kwargs", {})

@@ -28,7 +28,7 @@ from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsE
 from diffrl_core.plugins import load_plugins
 from diffrl_core.resolve import resolve_composition
 from diffrl_core.sb3.algorithms import ComposedSAC, ComposedTD3
-from diffrl_core.sb3.policies import ComposedActor, _ComposedPolicyMixin
+from diffrl_core.sb3.policies import ComposedActor, ComposedSACPolicy, _ComposedPolicyMixin
 
 GOAL_ENV = "diffrl/PointMassGoal-v0"
 PIXEL_ENV = "diffrl/PointMassPixels-v0"
@@ -382,3 +382,28 @@ def test_the_conformance_checks_exercise_gsde_of_heads_that_declare_it() -> None
     _check_sde(Built(SquashedGaussianHead), latent, 2, "squashed_gaussian")
     with pytest.raises(ConformanceError, match=r"\[sde\].*same actions after reset_noise"):
         _check_sde(Built(FrozenNoise), latent, 2, "frozen")
+
+
+class _MyPolicy(ComposedSACPolicy):
+    """A user's subclass of a composed policy: no alias names it."""
+
+
+def test_a_users_policy_subclass_is_kept_and_a_damaged_alias_refused(tmp_path: Path) -> None:
+    import json
+    import zipfile
+
+    model = ComposedSAC(_MyPolicy, "Pendulum-v1", seed=0, **TINY)
+    assert model.diffrl_components["policy"] is None
+    model.save(tmp_path / "mine")
+    assert type(load_model(tmp_path / "mine").policy) is _MyPolicy
+    # a file whose alias is not one of the table's is refused by name, nothing loaded
+    with zipfile.ZipFile(tmp_path / "mine.zip") as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    data["diffrl_components"]["policy"] = "builtins:eval"
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "damaged.zip", "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    with pytest.raises(DiffRLError, match="names the policy 'builtins:eval'.*damaged"):
+        load_model(tmp_path / "damaged.zip")

@@ -82,9 +82,9 @@ class _ComposedAlgorithmMixin:
             # a model loaded by stable-baselines3's load() has its saved names; a new one has SB3's own actor
             self.composition = composition_for_sb3(self._algo_name, getattr(self, "diffrl_components", None))
         self._check_sde(self.composition)
-        alias = alias_of(self.policy_class)  # type: ignore[attr-defined]
         # the policy alias is saved so that load_model rebuilds the same policy class without unpickling it
-        self.diffrl_components = {**self.composition.to_saved(), **({"policy": alias} if alias else {})}
+        # (None: a user's subclass of a composed policy, which only the class itself can rebuild)
+        self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}  # type: ignore[attr-defined]
         # SB3 builds the policy from self.policy_kwargs and saves that same dict: the policy
         # gets the resolved composition, the saved kwargs stay plain data.
         policy_kwargs = self.policy_kwargs
