@@ -200,10 +200,7 @@ def _check_replay_buffer(config: Config, env: gym.Env | VecEnv, env_text: str) -
         return
     space = env.observation_space
     missing = [key for key in _GOAL_KEYS if not isinstance(space, gym.spaces.Dict) or key not in space.spaces]
-    if isinstance(env, VecEnv):
-        has_compute_reward = env.env_method("has_wrapper_attr", "compute_reward", indices=[0])[0]
-    else:
-        has_compute_reward = env.has_wrapper_attr("compute_reward")
+    has_compute_reward = (env.has_attr if isinstance(env, VecEnv) else env.has_wrapper_attr)("compute_reward")
     if missing or not has_compute_reward:
         what = f"Dict observations with {', '.join(map(repr, _GOAL_KEYS))} and a compute_reward method"
         has = f"observations {space}" + ("" if has_compute_reward else " and no compute_reward")

@@ -266,7 +266,7 @@ def resolve_saved_component(kind: Kind, saved: Mapping[str, Any], host: PluginHo
     """
     name = _saved_name(kind, saved["name"], {saved["name"]: saved.get("provenance", {})}, host)
     return _resolve_one(kind, NamedComponent(name, saved.get("kwargs", {}), name_key="the saved actor",
-                                             kwargs_key="the saved actor"), host, fixed_args=_FIXED_ARGS[kind.name])
+                                             kwargs_key="the saved actor"), host)
 
 
 def default_composition(algo: str, host: PluginHost) -> Composition:
@@ -321,15 +321,15 @@ def _resolve(algo: str, head: NamedComponent, post: NamedComponent, losses: Sequ
     """``raw_log_prob=None``: a model saved before format 3, opted in wherever it is needed."""
     composition = Composition(
         algo,
-        _resolve_one(ACTOR_HEADS, head, host, fixed_args=_FIXED_ARGS[ACTOR_HEADS.name]),
-        _resolve_one(POSTPROCESSORS, post, host, fixed_args=_FIXED_ARGS[POSTPROCESSORS.name]),
-        tuple(_resolve_one(LOSS_TERMS, loss, host, fixed_args=_FIXED_ARGS[LOSS_TERMS.name]) for loss in losses),
+        _resolve_one(ACTOR_HEADS, head, host),
+        _resolve_one(POSTPROCESSORS, post, host),
+        tuple(_resolve_one(LOSS_TERMS, loss, host) for loss in losses),
     )
     _check_compatible(composition, losses)
     return _check_log_prob(composition, losses, raw_log_prob)
 
 
-def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost, fixed_args: int) -> ResolvedComponent:
+def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost) -> ResolvedComponent:
     registry = host.registry(kind.name)
     registration = registry.get(named.name, where=named.name_key)
     cls = registry.resolve(named.name, where=named.name_key)
@@ -346,7 +346,7 @@ def _resolve_one(kind: Kind, named: NamedComponent, host: PluginHost, fixed_args
             f"{kind.label} {registration.name!r} of {registration.provenance.describe()} is abstract: "
             f"{cls.__qualname__} does not implement {missing} (a bug of its plugin)"
         )
-    _check_kwargs(cls, kind, registration, named.kwargs, named.kwargs_key, fixed_args)
+    _check_kwargs(cls, kind, registration, named.kwargs, named.kwargs_key, _FIXED_ARGS[kind.name])
     return ResolvedComponent(registration, cls, dict(named.kwargs), named.weight, named.name, named.kwargs_key)
 
 

@@ -87,6 +87,14 @@ def _stale(path: Path, pid: int | None) -> bool:
         return False
 
 
+def _entries(folder: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
+    """The entries of ``folder``; none when it does not exist (yet) or is not a folder."""
+    try:
+        return list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _remove_stale_files(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
     """Remove the stale temporary files in ``folder``.
 
@@ -94,11 +102,7 @@ def _remove_stale_files(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
     :return: the files removed
     """
     removed: list[Path] = []
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return removed
-    for entry in entries:
+    for entry in _entries(folder):
         match = pattern.fullmatch(entry.name) if entry.name.startswith(TMP_PREFIX) else None
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
@@ -454,11 +458,7 @@ def clean_staging(parent: str | os.PathLike[str]) -> list[Path]:
     :return: the folders removed
     """
     removed: list[Path] = []
-    try:
-        entries = list(os.scandir(parent))
-    except (FileNotFoundError, NotADirectoryError):
-        return removed
-    for entry in entries:
+    for entry in _entries(parent):
         if not entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
             continue
         match = _STAGING.fullmatch(entry.name)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import sys
 import textwrap
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,28 @@ class FakeEntryPoint:
 
     def load(self) -> Any:
         return importlib.metadata.EntryPoint(self.name, self.value, self.group).load()
+
+
+#: ``rewrite(source, target, edit)``: see :func:`rewrite_saved_data`
+RewriteSavedData = Callable[[Path, Path, Callable[[dict[str, Any]], None]], Path]
+
+
+@pytest.fixture
+def rewrite_saved_data() -> RewriteSavedData:
+    """Copy a saved model's zip to ``target``, its ``data`` JSON changed by ``edit`` (older formats, damaged files)."""
+
+    def rewrite(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+        with zipfile.ZipFile(source) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        data = json.loads(entries["data"])
+        edit(data)
+        entries["data"] = json.dumps(data).encode()
+        with zipfile.ZipFile(target, "w") as archive:
+            for name, content in entries.items():
+                archive.writestr(name, content)
+        return target
+
+    return rewrite
 
 
 @pytest.fixture(autouse=True)

@@ -225,29 +225,20 @@ def test_saved_model_stores_names_not_classes(tmp_path: Path) -> None:
     assert "composition" not in data and "head" not in data["policy_kwargs"]  # the names are saved once
 
 
-def _as_first_format(path: Path) -> None:
-    """Rewrite a saved model the way diffrl 0.1 saved it: names in policy_kwargs, ``unscale``."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    data = json.loads(entries["data"])
+def _as_first_format(data: dict) -> None:
+    """A saved model's data the way diffrl 0.1 saved it: names in policy_kwargs, ``unscale``."""
     saved = data["diffrl_components"]
     data["diffrl_components"] = {"algo": saved["algo"], **saved["provenance"]}
     data["policy_kwargs"].update(head=saved["head"]["name"], head_kwargs=saved["head"]["kwargs"],
                                  postprocess="unscale", postprocess_kwargs={})
     data["losses"] = saved["losses"]
-    entries["data"] = json.dumps(data).encode()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
 
 
-def test_a_model_saved_by_diffrl_0_1_still_loads_with_its_former_names(tmp_path: Path) -> None:
+def test_a_model_saved_by_diffrl_0_1_still_loads_with_its_former_names(tmp_path: Path, rewrite_saved_data) -> None:
     model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy", "bc"], "identity"))
     model.learn(120)
     model.save(tmp_path / "model")
-    _as_first_format(tmp_path / "model.zip")
+    rewrite_saved_data(tmp_path / "model.zip", tmp_path / "model.zip", _as_first_format)
     loaded = load_model(tmp_path / "model")
     assert loaded.diffrl_components["postprocess"]["name"] == "identity"  # 'unscale' is identity's alias
     assert [name for name, _, _ in loaded._loss_terms] == ["sac_entropy", "bc"]
@@ -335,22 +326,17 @@ def test_short_learning_check(algo, head, losses, post) -> None:
     assert after > -0.05, (before, after)
 
 
-def test_load_model_runs_the_compatibility_checks_of_make_model(tmp_path: Path) -> None:
+def test_load_model_runs_the_compatibility_checks_of_make_model(tmp_path: Path, rewrite_saved_data) -> None:
     """A saved model whose components do not fit (here edited to the pass-through post-processor) is refused."""
-    import zipfile
-
     model = make_model(config_for("sac", "gaussian", ["sac_entropy"], "tanh"))
     model.save(tmp_path / "model.zip")
-    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    data = json.loads(files["data"])
-    saved = data["diffrl_components"]
-    saved["postprocess"]["name"] = "identity"
-    saved["provenance"]["postprocessors"] = {"identity": saved["provenance"]["postprocessors"]["tanh"]}
-    files["data"] = json.dumps(data).encode()
-    with zipfile.ZipFile(tmp_path / "edited.zip", "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
+
+    def to_identity(data: dict) -> None:
+        saved = data["diffrl_components"]
+        saved["postprocess"]["name"] = "identity"
+        saved["provenance"]["postprocessors"] = {"identity": saved["provenance"]["postprocessors"]["tanh"]}
+
+    rewrite_saved_data(tmp_path / "model.zip", tmp_path / "edited.zip", to_identity)
     with pytest.raises(IncompatibleComponentsError, match="post-processor 'identity'.*cannot follow head 'gaussian'"):
         load_model(tmp_path / "edited.zip")
     with pytest.raises(IncompatibleComponentsError, match="head 'gaussian' cannot act in env 'CartPole-v1'"):

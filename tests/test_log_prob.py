@@ -3,9 +3,7 @@ post-processor), and a composition where it is unknown is refused unless the con
 
 from __future__ import annotations
 
-import json
 import math
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -120,21 +118,16 @@ def test_losses_see_the_normalized_log_prob_and_can_read_the_raw_one() -> None:
     assert th.allclose(ctx.log_prob, ctx.raw_log_prob - jacobian)
 
 
-def test_a_model_saved_before_raw_log_prob_loads_as_it_trained(tmp_path: Path) -> None:
+def test_a_model_saved_before_raw_log_prob_loads_as_it_trained(tmp_path: Path, rewrite_saved_data) -> None:
     """Format 2 had no raw_log_prob: its losses saw the raw log-prob, and it still loads (opted in)."""
     path = tmp_path / "model.zip"
     make_model(sac("gaussian", "clip", raw_log_prob=True)).save(path)
-    rewritten = tmp_path / "format2.zip"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w") as target:
-        for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == "data":
-                data = json.loads(content)
-                data["diffrl_components"]["format"] = 2
-                del data["diffrl_components"]["raw_log_prob"]
-                content = json.dumps(data).encode()
-            target.writestr(item, content)
-    loaded = load_model(rewritten)
+
+    def as_format_2(data: dict) -> None:
+        data["diffrl_components"]["format"] = 2
+        del data["diffrl_components"]["raw_log_prob"]
+
+    loaded = load_model(rewrite_saved_data(path, tmp_path / "format2.zip", as_format_2))
     assert loaded.composition.raw_log_prob is True
 
 

@@ -128,6 +128,21 @@ def test_a_config_with_only_env_and_algo_builds_sb3s_default_model(algo: str) ->
 # -- the config reaches what SB3 users use -------------------------------------------------------
 
 
+def test_the_names_a_config_may_use_are_the_keys_of_the_tables_they_are_looked_up_in() -> None:
+    """config.py and algo_kwargs.py write the names again (reading a config imports no torch): they must agree."""
+    import typing
+
+    from diffrl_core.algo_kwargs import REPLAY_BUFFER_KWARGS, ReplayBufferName
+    from diffrl_core.config import FeaturesExtractorName, OptimizerName, PolicyConfig
+    from diffrl_core.sb3.algorithms import REPLAY_BUFFERS
+    from diffrl_core.sb3.policies import ACTIVATIONS, FEATURES_EXTRACTORS, OPTIMIZERS
+
+    assert set(typing.get_args(FeaturesExtractorName)) == set(FEATURES_EXTRACTORS)
+    assert set(typing.get_args(OptimizerName)) == set(OPTIMIZERS)
+    assert set(typing.get_args(ReplayBufferName)) == set(REPLAY_BUFFERS) == set(REPLAY_BUFFER_KWARGS)
+    assert set(typing.get_args(PolicyConfig.model_fields["activation_fn"].annotation)) == set(ACTIVATIONS)
+
+
 def _config(env: str, algo: str = "sac", **policy: Any) -> dict[str, Any]:
     return {"env": env, "algo": algo, "policy": {"net_arch": [16], **policy}, "algo_kwargs": dict(TINY),
             "seed": 0}
@@ -388,22 +403,13 @@ class _MyPolicy(ComposedSACPolicy):
     """A user's subclass of a composed policy: no alias names it."""
 
 
-def test_a_users_policy_subclass_is_kept_and_a_damaged_alias_refused(tmp_path: Path) -> None:
-    import json
-    import zipfile
-
+def test_a_users_policy_subclass_is_kept_and_a_damaged_alias_refused(tmp_path: Path, rewrite_saved_data) -> None:
     model = ComposedSAC(_MyPolicy, "Pendulum-v1", seed=0, **TINY)
     assert model.diffrl_components["policy"] is None
     model.save(tmp_path / "mine")
     assert type(load_model(tmp_path / "mine").policy) is _MyPolicy
     # a file whose alias is not one of the table's is refused by name, nothing loaded
-    with zipfile.ZipFile(tmp_path / "mine.zip") as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    data = json.loads(entries["data"])
-    data["diffrl_components"]["policy"] = "builtins:eval"
-    entries["data"] = json.dumps(data).encode()
-    with zipfile.ZipFile(tmp_path / "damaged.zip", "w") as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
+    rewrite_saved_data(tmp_path / "mine.zip", tmp_path / "damaged.zip",
+                       lambda data: data["diffrl_components"].update(policy="builtins:eval"))
     with pytest.raises(DiffRLError, match="names the policy 'builtins:eval'.*damaged"):
         load_model(tmp_path / "damaged.zip")

@@ -28,10 +28,10 @@ from stable_baselines3.her import HerReplayBuffer
 from torch.nn import functional as F
 
 from diffrl_core.components import ActorLossContext, LossTerm
-from diffrl_core.errors import ConfigError, DiffRLError, DivergenceError, IncompatibleComponentsError
+from diffrl_core.errors import DiffRLError, DivergenceError
 from diffrl_core.resolve import composition_for_sb3
 from diffrl_core.sb3.divergence import Diagnosis, finite_array, gradient_guard, nonfinite_argument
-from diffrl_core.sb3.policies import POLICIES, _ComposedPolicyMixin, alias_of
+from diffrl_core.sb3.policies import POLICIES, _ComposedPolicyMixin, alias_of, check_sde
 
 if TYPE_CHECKING:
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -81,7 +81,8 @@ class _ComposedAlgorithmMixin:
         if self.composition is None:
             # a model loaded by stable-baselines3's load() has its saved names; a new one has SB3's own actor
             self.composition = composition_for_sb3(self._algo_name, getattr(self, "diffrl_components", None))
-        self._check_sde(self.composition)
+        # refused before the replay buffer is allocated and the networks are built
+        check_sde(self.composition.head, getattr(self, "use_sde", False))
         # the policy alias is saved so that load_model rebuilds the same policy class without unpickling it
         # (None: a user's subclass of a composed policy, which only the class itself can rebuild)
         self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}  # type: ignore[attr-defined]
@@ -100,20 +101,6 @@ class _ComposedAlgorithmMixin:
         for what, optimizer in optimizers.items():
             if optimizer is not None:
                 optimizer.register_step_pre_hook(gradient_guard(self, what))
-
-    def _check_sde(self, composition: Composition) -> None:
-        """gSDE needs a head that supports it: refused here, before anything is built (class and config path)."""
-        head = composition.head
-        if "use_sde" in head.kwargs:
-            raise ConfigError(
-                f"{head.kwargs_key}: 'use_sde' is not a head kwarg; set algo_kwargs.use_sde "
-                "(stable-baselines3's use_sde), and the head builds itself for gSDE"
-            )
-        if getattr(self, "use_sde", False) and not head.cls.supports_sde:
-            raise IncompatibleComponentsError(
-                f"use_sde: actor head {head.describe()} does not support stable-baselines3's gSDE (state-dependent "
-                "exploration); use a head that does, such as 'squashed_gaussian', or leave use_sde off"
-            )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]

@@ -126,11 +126,7 @@ class ComposedActor(BasePolicy):
         self.head_component, self.postprocessor_component = head, postprocessor
         self.use_sde = use_sde
         self.sde_options = dict(log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean)
-        if use_sde and not getattr(head.cls, "supports_sde", False):
-            raise IncompatibleComponentsError(
-                f"use_sde: actor head {head.describe()} does not support stable-baselines3's gSDE (state-dependent "
-                "exploration); use a head that does, such as 'squashed_gaussian', or leave use_sde off"
-            )
+        check_sde(head, use_sde)
         # Same construction order as SB3's actors (MLP, then output layers), so the same
         # seed gives the same initial weights.
         self.latent_pi = nn.Sequential(*create_mlp(features_dim, -1, net_arch, activation_fn))
@@ -191,6 +187,24 @@ class ComposedActor(BasePolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)
+
+
+def check_sde(head: ResolvedComponent, use_sde: bool) -> None:
+    """Refuse gSDE with a head that does not support it, and ``use_sde`` among a head's kwargs (it is the algorithm's).
+
+    :param head: the resolved actor head
+    :param use_sde: the algorithm's ``use_sde``
+    """
+    if "use_sde" in head.kwargs:
+        raise ConfigError(
+            f"{head.kwargs_key}: 'use_sde' is not a head kwarg; set algo_kwargs.use_sde "
+            "(stable-baselines3's use_sde), and the head builds itself for gSDE"
+        )
+    if use_sde and not getattr(head.cls, "supports_sde", False):
+        raise IncompatibleComponentsError(
+            f"use_sde: actor head {head.describe()} does not support stable-baselines3's gSDE (state-dependent "
+            "exploration); use a head that does, such as 'squashed_gaussian', or leave use_sde off"
+        )
 
 
 def _saved(component: ResolvedComponent) -> dict[str, Any]:
