@@ -1,4 +1,4 @@
-"""The ``algo_kwargs`` a config may pass to stable-baselines3's SAC and TD3, with their types and ranges.
+"""The ``algo_kwargs`` a config may pass to stable-baselines3's SAC, TD3, PPO and A2C, with their types and ranges.
 
 stable-baselines3 checks few of its constructor arguments: ``learning_rate: 0``,
 ``buffer_size: 0``, ``gamma: 2.5`` or ``batch_size: true`` train silently into nonsense, and
@@ -193,14 +193,80 @@ class TD3Kwargs(_OffPolicyKwargs):
     target_noise_clip: float = Field(None, ge=0, description="the smoothing noise is clipped to +/- this")
 
 
+def _clip_range(value: float | Callable[[float], float]) -> float | Callable[[float], float]:
+    if not callable(value) and not value > 0:
+        raise ValueError("expected a positive number (from Python also a schedule of the remaining progress)")
+    return value
+
+
+class _OnPolicyKwargs(BaseModel):
+    """The keyword arguments PPO and A2C share (stable-baselines3's ``OnPolicyAlgorithm``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    learning_rate: Annotated[float, Field(gt=0)] | Callable[[float], float] = Field(
+        None, description="the optimizer's step size (from Python also a schedule: a callable of the remaining "
+        "progress, 1 -> 0, as stable-baselines3 takes)"
+    )
+    n_steps: int = Field(None, ge=1, description="env steps per env collected before each update (the rollout)")
+    gamma: float = Field(None, ge=0, le=1, description="discount factor")
+    gae_lambda: float = Field(None, ge=0, le=1, description="GAE's lambda (1: Monte Carlo returns, 0: one-step TD)")
+    ent_coef: float = Field(
+        None, ge=0, description="entropy coefficient: the weight of the default `entropy_bonus` loss term "
+        "(only with policy.losses unset; with it set, give `entropy_bonus` its weight there)"
+    )
+    vf_coef: float = Field(None, ge=0, description="weight of the value loss")
+    max_grad_norm: float = Field(None, gt=0, description="the gradient is clipped to this norm")
+    normalize_advantage: bool = Field(None, description="normalize the advantages over each minibatch")
+    stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
+    tensorboard_log: str | None = Field(
+        None, description="TensorBoard folder (`diffrl train` logs into the run folder)"
+    )
+    verbose: int = Field(None, ge=0, le=2, description="stable-baselines3's verbosity (0, 1 or 2)")
+    device: Annotated[str, AfterValidator(_device)] = Field(
+        None, description="torch device: `auto`, `cpu`, `cuda`, ..."
+    )
+
+
+class PPOKwargs(_OnPolicyKwargs):
+    """``algo_kwargs`` of ``algo: ppo``."""
+
+    batch_size: int = Field(None, ge=2, description="minibatch size of each gradient step")
+    n_epochs: int = Field(None, ge=1, description="passes over the rollout per update")
+    clip_range: Annotated[float | Callable[[float], float], AfterValidator(_clip_range)] = Field(
+        None, description="PPO's clip range of the likelihood ratio (what the `ppo_clip` term uses)"
+    )
+    clip_range_vf: Annotated[float | Callable[[float], float], AfterValidator(_clip_range)] = Field(
+        None, description="clip range of the value function's change (unset: not clipped)"
+    )
+    target_kl: float = Field(None, gt=0, description="stop an update's epochs early past this KL divergence")
+
+
+class A2CKwargs(_OnPolicyKwargs):
+    """``algo_kwargs`` of ``algo: a2c``."""
+
+    rms_prop_eps: float = Field(None, gt=0, description="RMSprop's epsilon")
+    use_rms_prop: bool = Field(None, description="RMSprop (stable-baselines3's default) rather than Adam, "
+                               "unless policy.optimizer names one")
+
+
 #: algo -> the model of its algo_kwargs
-ALGO_KWARGS: dict[str, type[_OffPolicyKwargs]] = {"sac": SACKwargs, "td3": TD3Kwargs}
+ALGO_KWARGS: dict[str, type[BaseModel]] = {"sac": SACKwargs, "td3": TD3Kwargs, "ppo": PPOKwargs, "a2c": A2CKwargs}
+
+#: algo_kwargs stable-baselines3 has that diffrl does not compose yet: key -> why refused
+UNSUPPORTED_ALGO_KWARGS = {
+    "ppo": {"use_sde": "gSDE is not composed for PPO and A2C yet (it is for SAC)", "sde_sample_freq": "see use_sde",
+            "rollout_buffer_class": "the rollout buffer is stable-baselines3's own (or its Dict version)",
+            "rollout_buffer_kwargs": "see rollout_buffer_class"},
+}
+UNSUPPORTED_ALGO_KWARGS["a2c"] = UNSUPPORTED_ALGO_KWARGS["ppo"]
 
 #: algo_kwargs ``--resume`` may change: they change how the model is trained, not what it is
 RESUMABLE_ALGO_KWARGS = (
     "learning_rate", "batch_size", "learning_starts", "tau", "gamma", "train_freq", "gradient_steps",
     "target_update_interval", "policy_delay", "target_policy_noise", "target_noise_clip", "stats_window_size",
-    "verbose", "device",
+    "verbose", "device", "n_epochs", "clip_range", "clip_range_vf", "target_kl", "vf_coef", "max_grad_norm",
+    "gae_lambda", "normalize_advantage",
 )
 
 
@@ -222,6 +288,9 @@ def algo_kwargs_errors(algo: str, kwargs: Mapping[str, Any]) -> list[dict[str, A
     for key, value in kwargs.items():
         if key in RESERVED_ALGO_KWARGS:
             errors.append({"loc": ("algo_kwargs", key), "type": "reserved", "msg": RESERVED_ALGO_KWARGS[key]})
+        elif key in UNSUPPORTED_ALGO_KWARGS.get(algo, {}):
+            errors.append({"loc": ("algo_kwargs", key), "type": "reserved",
+                           "msg": f"not supported under algo {algo!r}: {UNSUPPORTED_ALGO_KWARGS[algo][key]}"})
         elif key not in model.model_fields:
             close = difflib.get_close_matches(str(key)[:100], known, n=3, cutoff=0.6)
             if close:

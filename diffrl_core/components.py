@@ -20,6 +20,14 @@ Conventions (the same for every component):
   unless it is the identity on the head's actions (``clip`` after a bounded head) or the
   config opts in with ``policy.raw_log_prob: true``.
 
+On-policy algorithms (PPO, A2C) use the same components differently (see
+:class:`OnPolicyLossContext`): the rollout buffer stores the head's **raw** action and its
+log-prob, the env gets the post-processed action (``explore=True``) rescaled to its bounds,
+and the loss terms see the head's log-prob of the stored raw actions under the current
+policy (:meth:`ActorHead.evaluate_actions`). The post-processor is then part of the env as
+the policy gradient sees it: the likelihood ratio is exact after any post-processor (after a
+bijective one it equals the ratio of the normalized actions' densities, the Jacobian cancels).
+
 Components are constructed with their config kwargs (``head_kwargs``, ``postprocess_kwargs``,
 ``losses[i].kwargs``); a saved model stores names and kwargs, never the classes.
 """
@@ -29,14 +37,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
 from torch import nn
 
+from diffrl_core.config import ON_POLICY_ALGOS
+
 if TYPE_CHECKING:
-    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutBufferSamples
+
 
 #: What a loss term returns: the scalar loss, or the loss and extra values to log.
 LossOutput = th.Tensor | tuple[th.Tensor, Mapping[str, float]]
@@ -56,6 +67,21 @@ class HeadSample:
 
     actions: th.Tensor
     log_prob: th.Tensor | None = None
+    params: dict[str, th.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class HeadEvaluation:
+    """What a head says of *given* raw actions (on-policy: the rollout buffer's), under its current parameters.
+
+    :param log_prob: log-probability of the actions, shape ``(batch,)``, differentiable w.r.t. the head
+    :param entropy: the distribution's entropy, shape ``(batch,)``, or None where it has no closed form
+        (the ``entropy_bonus`` term then estimates it with ``-log_prob``, as stable-baselines3 does)
+    :param params: the distribution parameters the head computed
+    """
+
+    log_prob: th.Tensor
+    entropy: th.Tensor | None = None
     params: dict[str, th.Tensor] = field(default_factory=dict)
 
 
@@ -81,6 +107,12 @@ class ActorHead(nn.Module, ABC):
     #: ``clip_mean`` as keyword arguments (its config kwargs take precedence), and implements
     #: :meth:`reset_noise` and :meth:`get_std`
     supports_sde: ClassVar[bool] = False
+    #: :meth:`evaluate_actions` gives the log-prob (and entropy) of given raw actions: what PPO and
+    #: A2C need of a head; heads without it are refused under those algorithms
+    evaluates_actions: ClassVar[bool] = False
+    #: the action spaces the head acts in: ``"box"`` (a 1-D continuous Box) or ``"discrete"``
+    #: (a Discrete space; ``action_dim`` is then the number of actions, and the raw action an index)
+    action_space_kind: ClassVar[str] = "box"
 
     def __init__(self, latent_dim: int, action_dim: int) -> None:
         super().__init__()
@@ -95,6 +127,20 @@ class ActorHead(nn.Module, ABC):
         """A differentiable sample for the actor loss (with its log-prob when the head has one)."""
         return HeadSample(self(latent, deterministic=False))
 
+    def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
+        """The log-prob (and entropy) of given raw ``actions`` at ``latent`` (heads that ``evaluates_actions``).
+
+        On-policy algorithms call it on the rollout buffer's raw actions: it must be the density
+        of the same distribution :meth:`forward` samples from, so that a likelihood ratio of the
+        current and the old policy is exact.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot evaluate given actions (evaluates_actions is False)")
+
+    def act(self, latent: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        """Raw actions for acting and their log-prob (on-policy rollouts); a head may compute both at once."""
+        actions = self(latent, deterministic=deterministic)
+        return actions, self.evaluate_actions(latent, actions).log_prob
+
     def reset_noise(self, batch_size: int = 1) -> None:
         """gSDE: sample new exploration weights for ``batch_size`` envs (heads that ``supports_sde``)."""
         raise NotImplementedError(f"{type(self).__name__} does not support gSDE (supports_sde is False)")
@@ -106,6 +152,10 @@ class ActorHead(nn.Module, ABC):
     @classmethod
     def check_action_space(cls, action_space: spaces.Space) -> str | None:
         """Why this head cannot act in ``action_space``, or None if it can."""
+        if cls.action_space_kind == "discrete":
+            if not isinstance(action_space, spaces.Discrete):
+                return f"needs a discrete action space (gymnasium.spaces.Discrete), got {action_space}"
+            return None
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             return f"needs a 1-D continuous action space (gymnasium.spaces.Box), got {action_space}"
         if not (action_space.is_bounded("both")):
@@ -304,6 +354,58 @@ class ActorLossContext:
         return self._q_pi
 
 
+@dataclass
+class OnPolicyLossContext:
+    """Everything an on-policy (PPO, A2C) loss term may use, for one minibatch of the rollout buffer.
+
+    The buffer stores the head's raw actions and their log-prob when they were taken; the
+    terms see the log-prob of those same actions under the current policy (see the module's
+    conventions). Per-sample tensors have shape ``(batch,)``, as in stable-baselines3.
+
+    :param batch: the rollout buffer's minibatch (``observations``, ``actions``: the head's raw
+        actions, ``old_values``, ``old_log_prob``, ``advantages`` as stored, ``returns``)
+    :param evaluation: the head's :meth:`~ActorHead.evaluate_actions` of ``batch.actions`` under the
+        current policy (log-prob, entropy, distribution parameters), differentiable
+    :param advantages: the advantages the policy loss uses: normalized over the minibatch when
+        the algorithm's ``normalize_advantage`` is on (stable-baselines3's), else as stored
+    :param values: the value function's current predictions, shape ``(batch,)`` (its loss is the algorithm's)
+    :param clip_range: PPO's clip range at this update (from its schedule, ``algo_kwargs.clip_range``);
+        None under A2C
+    :param algo: ``"ppo"`` or ``"a2c"``
+    """
+
+    batch: RolloutBufferSamples
+    evaluation: HeadEvaluation
+    advantages: th.Tensor
+    values: th.Tensor
+    clip_range: float | None
+    algo: str
+
+    @property
+    def observations(self) -> th.Tensor:
+        return self.batch.observations
+
+    @property
+    def log_prob(self) -> th.Tensor:
+        """The current policy's log-prob of the buffer's raw actions, shape ``(batch,)``."""
+        return self.evaluation.log_prob
+
+    @property
+    def old_log_prob(self) -> th.Tensor:
+        """Their log-prob under the policy that took them (stored in the buffer), shape ``(batch,)``."""
+        return self.batch.old_log_prob
+
+    @property
+    def entropy(self) -> th.Tensor | None:
+        """The current policy's entropy at ``observations``, shape ``(batch,)``; None without a closed form."""
+        return self.evaluation.entropy
+
+    @property
+    def returns(self) -> th.Tensor:
+        """The value targets (GAE's lambda-returns), shape ``(batch,)``."""
+        return self.batch.returns
+
+
 class LossTerm(ABC):
     """One term of the actor loss.
 
@@ -314,10 +416,18 @@ class LossTerm(ABC):
     #: what the term needs from the context: ``"log_prob"`` (a head with a log-prob),
     #: ``"alpha"`` (SAC's entropy coefficient)
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: the term is written for on-policy algorithms (``ppo``, ``a2c``) and receives an
+    #: :class:`OnPolicyLossContext`; otherwise (the default) it is an off-policy term (``sac``,
+    #: ``td3``) and receives an :class:`ActorLossContext`
+    on_policy: ClassVar[bool] = False
 
     @abstractmethod
-    def __call__(self, ctx: ActorLossContext) -> LossOutput:
-        """The scalar loss to minimize (and optionally a mapping of values to log)."""
+    def __call__(self, ctx: Any) -> LossOutput:
+        """The scalar loss to minimize (and optionally a mapping of values to log).
+
+        :param ctx: an :class:`ActorLossContext` (off-policy terms) or an :class:`OnPolicyLossContext`
+            (terms that are ``on_policy``)
+        """
 
     def reference_loss(self, ctx: ActorLossContext) -> th.Tensor | None:
         """For a term whose backward pass is written by hand: the same loss by plain autograd.
@@ -331,6 +441,12 @@ class LossTerm(ABC):
     @classmethod
     def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
         """Why this term cannot train ``head`` under ``algo``, or None if it can."""
+        if cls.on_policy and algo not in ON_POLICY_ALGOS:
+            return (f"is an on-policy term (it needs a rollout buffer's advantages: algo "
+                    f"{' or '.join(ON_POLICY_ALGOS)}), and algo {algo!r} is off-policy")
+        if not cls.on_policy and algo in ON_POLICY_ALGOS:
+            return (f"is an off-policy term (it needs a critic's Q-values on replay batches: algo sac or td3), and "
+                    f"algo {algo!r} is on-policy: it takes on-policy terms (on_policy = True)")
         if "log_prob" in cls.requires and not head.has_log_prob:
             return "needs a head with a log-prob"
         if "alpha" in cls.requires and algo != "sac":

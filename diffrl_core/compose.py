@@ -110,9 +110,11 @@ def make_model(
     """
     config = parse_config(config)
     host = host or default_host()
-    composition = resolve_composition(config, host)
+    composition = resolve_composition(config, host)  # names and compatibility, before an env is made
     if env is None:
         env = make_env(config, host)
+    if config.head_for(env.action_space) != config.head:  # PPO/A2C's default head for Discrete actions
+        composition = resolve_composition(config, host, env.action_space)
     check_action_space(composition, env.action_space, config.env)
 
     env_text = f"env {config.env!r}" + _env_owner(config.env, host)
@@ -143,21 +145,22 @@ def policy_kwargs(config: Config) -> dict[str, Any]:
     """stable-baselines3's ``policy_kwargs`` of a config, as plain data (names, not classes).
 
     Keys the config leaves unset are left out, so that stable-baselines3's defaults apply
-    (e.g. ``net_arch`` ``[256, 256]`` for SAC and ``[400, 300]`` for TD3; the policy alias's
-    features extractor). The composed policies look the names up in their tables.
+    (e.g. ``net_arch`` ``[256, 256]`` for SAC, ``[400, 300]`` for TD3, ``{pi: [64, 64], vf: [64, 64]}``
+    for PPO and A2C; the activation; the policy alias's features extractor; A2C's RMSprop). The
+    composed policies look the names up in their tables.
     """
     policy = config.policy
-    kwargs: dict[str, Any] = dict(
-        activation_fn=policy.activation_fn, n_critics=policy.n_critics,
-        share_features_extractor=policy.share_features_extractor, normalize_images=policy.normalize_images,
-    )
+    kwargs: dict[str, Any] = dict(normalize_images=policy.normalize_images)
+    for key in ("activation_fn", "n_critics", "share_features_extractor", "ortho_init"):
+        if getattr(policy, key) is not None:
+            kwargs[key] = getattr(policy, key)
     if policy.net_arch is not None:
         kwargs["net_arch"] = list(policy.net_arch) if isinstance(policy.net_arch, list) else dict(policy.net_arch)
     if policy.features_extractor is not None:
         kwargs["features_extractor_class"] = policy.features_extractor
     if policy.features_extractor_kwargs:
         kwargs["features_extractor_kwargs"] = dict(policy.features_extractor_kwargs)
-    if policy.optimizer != "adam":
+    if policy.optimizer is not None:
         kwargs["optimizer_class"] = policy.optimizer
     if policy.optimizer_kwargs:
         kwargs["optimizer_kwargs"] = dict(policy.optimizer_kwargs)

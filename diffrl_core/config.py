@@ -24,15 +24,42 @@ from diffrl_core.errors import ConfigError
 from diffrl_core.strict_yaml import SafeLoader as SafeLoader
 from diffrl_core.strict_yaml import read_yaml, safe_load, shorten
 
-ALGOS = ("sac", "td3")
+ALGOS = ("sac", "td3", "ppo", "a2c")
+#: the on-policy algorithms (rollout buffer, advantages; no replay buffer or critic Q-values)
+ON_POLICY_ALGOS = ("ppo", "a2c")
 
 # The components a config gets when it names none: the only place these defaults are written.
-#: algo -> the actor head of stable-baselines3's own actor for it
-DEFAULT_HEADS = {"sac": "squashed_gaussian", "td3": "deterministic"}
+#: algo -> the actor head of stable-baselines3's own actor for it (continuous actions)
+DEFAULT_HEADS = {"sac": "squashed_gaussian", "td3": "deterministic", "ppo": "diag_gaussian", "a2c": "diag_gaussian"}
+#: the head of stable-baselines3's PPO/A2C policy for a Discrete action space
+DISCRETE_HEAD = "categorical"
 #: algo -> the loss term that is stable-baselines3's own actor loss for it
-DEFAULT_LOSSES = {"sac": "sac_entropy", "td3": "q_value"}
+DEFAULT_LOSSES = {"sac": "sac_entropy", "td3": "q_value", "ppo": "ppo_clip", "a2c": "policy_gradient"}
+#: the on-policy entropy term; stable-baselines3's ``ent_coef`` is its weight among the default terms
+ENTROPY_LOSS = "entropy_bonus"
 #: the post-processor that passes an action in ``[-1, 1]`` through (stable-baselines3's way)
 DEFAULT_POSTPROCESSOR = "identity"
+#: the post-processor of an unbounded head under PPO/A2C when the config names none: the raw action is
+#: an env action clipped to the bounds, as stable-baselines3's on-policy algorithms do
+ON_POLICY_UNBOUNDED_POSTPROCESSOR = "clip_to_bounds"
+
+
+def default_head(algo: str, action_space: Any = None) -> str:
+    """The head of stable-baselines3's own policy for ``algo`` (``categorical`` for a Discrete action space)."""
+    if algo in ON_POLICY_ALGOS and type(action_space).__name__ == "Discrete":  # no gymnasium import needed
+        return DISCRETE_HEAD
+    return DEFAULT_HEADS[algo]
+
+
+def default_losses(algo: str, ent_coef: float = 0.0) -> list[tuple[str, float]]:
+    """``(name, weight)`` of stable-baselines3's own actor loss for ``algo``.
+
+    PPO and A2C: the policy loss and ``entropy_bonus`` weighted by ``ent_coef`` (their
+    ``loss = policy_loss + ent_coef * entropy_loss``; the value loss stays the algorithm's).
+    """
+    if algo in ON_POLICY_ALGOS:
+        return [(DEFAULT_LOSSES[algo], 1.0), (ENTROPY_LOSS, float(ent_coef))]
+    return [(DEFAULT_LOSSES[algo], 1.0)]
 
 
 class _Strict(BaseModel):
@@ -80,15 +107,20 @@ class ActionNoiseSpec(_Strict):
 class PolicyConfig(_Strict):
     """The ``policy`` section: the actor's components by name, and the networks' sizes."""
 
-    net_arch: LayerSizes | dict[Literal["pi", "qf"], LayerSizes] | None = Field(
+    net_arch: LayerSizes | dict[Literal["pi", "qf", "vf"], LayerSizes] | None = Field(
         None,
         description=(
-            "hidden layers of actor and critics, or `{pi: [...], qf: [...]}` to size them apart; "
-            "unset: stable-baselines3's default (`[256, 256]` for SAC, `[400, 300]` for TD3)"
+            "hidden layers of actor and critics (value function), or `{pi: [...], qf: [...]}` (SAC, TD3) / "
+            "`{pi: [...], vf: [...]}` (PPO, A2C) to size them apart; unset: stable-baselines3's default "
+            "(`[256, 256]` for SAC, `[400, 300]` for TD3, `{pi: [64, 64], vf: [64, 64]}` for PPO and A2C)"
         ),
     )
-    activation_fn: Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"] = Field(
-        "relu", description="activation function of the hidden layers"
+    activation_fn: Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"] | None = Field(
+        None, description="activation function of the hidden layers; unset: stable-baselines3's default "
+        "(`relu` for SAC and TD3, `tanh` for PPO and A2C)"
+    )
+    ortho_init: bool | None = Field(
+        None, description="PPO, A2C: orthogonal initialization of the networks (stable-baselines3's default: true)"
     )
     features_extractor: FeaturesExtractorName | None = Field(
         None,
@@ -102,12 +134,14 @@ class PolicyConfig(_Strict):
         default_factory=dict,
         description="keyword arguments of the features extractor (e.g. `features_dim` of `nature_cnn`)",
     )
-    share_features_extractor: bool = Field(
-        False, description="actor and critics share one features extractor (trained by the critic loss)"
+    share_features_extractor: bool | None = Field(
+        None, description="actor and critics share one features extractor; unset: stable-baselines3's default "
+        "(no for SAC and TD3, where the critic loss would train it; yes for PPO and A2C)"
     )
     normalize_images: bool = Field(True, description="divide image observations by 255")
-    optimizer: OptimizerName = Field(
-        "adam", description="optimizer of the actor and the critics, by name (stable-baselines3's default: `adam`)"
+    optimizer: OptimizerName | None = Field(
+        None, description="optimizer of the actor and the critics, by name; unset: stable-baselines3's default "
+        "(`adam`; `rmsprop` for A2C)"
     )
     optimizer_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of the optimizer (e.g. `weight_decay`, `eps`)"
@@ -134,7 +168,9 @@ class PolicyConfig(_Strict):
     postprocess_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of the post-processor"
     )
-    n_critics: int = Field(2, ge=1, le=MAX_CRITICS, description="number of Q-networks")
+    n_critics: int | None = Field(
+        None, ge=1, le=MAX_CRITICS, description="SAC, TD3: number of Q-networks (stable-baselines3's default: 2)"
+    )
     raw_log_prob: bool = Field(
         False,
         description=(
@@ -197,7 +233,9 @@ class Config(_Strict):
     vec_env: Literal["dummy", "subproc"] = Field(
         "dummy", description="`dummy` (in process) or `subproc` (one process per env)"
     )
-    algo: Literal["sac", "td3"] = Field("sac", description="the training loop: stable-baselines3's `SAC` or `TD3`")
+    algo: Literal["sac", "td3", "ppo", "a2c"] = Field(
+        "sac", description="the training loop: stable-baselines3's `SAC`, `TD3`, `PPO` or `A2C`"
+    )
     policy: PolicyConfig = Field(
         default_factory=PolicyConfig, description="the actor's components and the networks' sizes"
     )
@@ -232,18 +270,57 @@ class Config(_Strict):
     def _check_algo_kwargs(self, info: ValidationInfo) -> Config:
         # parse_config reports these with the other errors, key by key; this catches Config(...) built directly
         if not (info.context or {}).get("algo_kwargs_checked"):
-            errors = algo_kwargs_errors(self.algo, self.algo_kwargs)
+            errors = algo_kwargs_errors(self.algo, self.algo_kwargs) + policy_errors(self)
             if errors:
                 raise ValueError("; ".join(_describe(error).strip() for error in errors))
         return self
 
     @property
     def head(self) -> str:
+        """The head the config names, else the default for a continuous action space (see :meth:`head_for`)."""
         return self.policy.head or DEFAULT_HEADS[self.algo]
+
+    def head_for(self, action_space: Any) -> str:
+        """The head the config names, else that of stable-baselines3's own policy for ``action_space``."""
+        return self.policy.head or default_head(self.algo, action_space)
 
     @property
     def losses(self) -> list[LossSpec]:
-        return list(self.policy.losses or [LossSpec(name=DEFAULT_LOSSES[self.algo])])
+        """The configured loss terms, else stable-baselines3's own (with ``algo_kwargs.ent_coef`` under PPO/A2C)."""
+        if self.policy.losses:
+            return list(self.policy.losses)
+        ent_coef = self.algo_kwargs.get("ent_coef", 0.0) if self.algo in ON_POLICY_ALGOS else 0.0
+        return [LossSpec(name=name, weight=weight) for name, weight in default_losses(self.algo, ent_coef)]
+
+
+#: policy keys that only one family of algorithms has: key -> (the algorithms, why)
+_POLICY_KEYS_OF = {
+    "n_critics": (("sac", "td3"), "PPO and A2C have one value function, no Q-networks"),
+    "ortho_init": (ON_POLICY_ALGOS, "SAC and TD3 keep PyTorch's initialization"),
+}
+
+
+def policy_errors(config: Config) -> list[dict[str, Any]]:
+    """What the ``policy`` section sets that ``algo`` does not have, as pydantic-style error dicts."""
+    errors: list[dict[str, Any]] = []
+    policy, algo = config.policy, config.algo
+    for key, (algos, why) in _POLICY_KEYS_OF.items():
+        if getattr(policy, key) is not None and algo not in algos:
+            errors.append({"loc": ("policy", key), "type": "reserved",
+                           "msg": f"only for algo {' or '.join(algos)}: {why}; remove it"})
+    if isinstance(policy.net_arch, dict):
+        wrong = "qf" if algo in ON_POLICY_ALGOS else "vf"
+        right = "vf" if wrong == "qf" else "qf"
+        if wrong in policy.net_arch:
+            errors.append({"loc": ("policy", "net_arch", wrong), "type": "reserved",
+                           "msg": f"algo {algo!r} sizes its {'value function' if right == 'vf' else 'Q-networks'} "
+                           f"with {right!r}, not {wrong!r}"})
+    if algo in ON_POLICY_ALGOS and policy.losses is not None and "ent_coef" in config.algo_kwargs:
+        errors.append({"loc": ("algo_kwargs", "ent_coef"), "type": "reserved",
+                       "msg": f"with policy.losses set, the entropy coefficient is the weight of an {ENTROPY_LOSS!r} "
+                       f"term there (e.g. {{name: {ENTROPY_LOSS}, weight: 0.01}}); ent_coef is its weight only among "
+                       "stable-baselines3's default terms (policy.losses unset)"})
+    return errors
 
 
 def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, source: str | None = None) -> Config:
@@ -269,6 +346,8 @@ def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, sourc
         parsed = Config.model_validate(data, context={"algo_kwargs_checked": True})
     except ValidationError as exc:
         errors = [*exc.errors(), *errors]
+    else:
+        errors += policy_errors(parsed)
     if errors:
         lines = [_describe(error) for error in errors[:MAX_ERRORS_LISTED]]
         if len(errors) > MAX_ERRORS_LISTED:

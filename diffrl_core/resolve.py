@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR, Config
+from diffrl_core.config import (
+    DEFAULT_POSTPROCESSOR,
+    ON_POLICY_ALGOS,
+    ON_POLICY_UNBOUNDED_POSTPROCESSOR,
+    Config,
+    default_head,
+    default_losses,
+)
 from diffrl_core.errors import (
     ComponentError,
     ConfigError,
@@ -120,7 +127,7 @@ class ResolvedComponent:
 class Composition:
     """What a policy is made of: the algorithm, the actor's head and post-processor, the loss terms.
 
-    :param algo: ``"sac"`` or ``"td3"``
+    :param algo: ``"sac"``, ``"td3"``, ``"ppo"`` or ``"a2c"``
     :param head: the actor head
     :param postprocessor: the post-processor
     :param loss_terms: the actor loss terms, in the order they are summed
@@ -171,10 +178,16 @@ class Composition:
 # -- names -------------------------------------------------------------------------------------
 
 
-def named_components(config: Config) -> tuple[NamedComponent, NamedComponent, list[NamedComponent]]:
-    """The head, post-processor and loss terms a config names (defaults filled in)."""
+def named_components(config: Config, action_space: Any = None
+                     ) -> tuple[NamedComponent, NamedComponent, list[NamedComponent]]:
+    """The head, post-processor and loss terms a config names (defaults filled in).
+
+    :param action_space: the env's action space, where known: an unset head under PPO/A2C is then
+        ``categorical`` for a Discrete space
+    """
     policy = config.policy
-    head = NamedComponent(config.head, policy.head_kwargs, name_key="policy.head", kwargs_key="policy.head_kwargs")
+    head = NamedComponent(config.head_for(action_space), policy.head_kwargs, name_key="policy.head",
+                          kwargs_key="policy.head_kwargs")
     post = NamedComponent(policy.postprocess, policy.postprocess_kwargs,
                           name_key="policy.postprocess", kwargs_key="policy.postprocess_kwargs")
     losses = [
@@ -225,15 +238,30 @@ def check_env_id(env_id: str, host: PluginHost | None = None, versions: Mapping[
 # -- classes -----------------------------------------------------------------------------------
 
 
-def resolve_composition(config: Config, host: PluginHost) -> Composition:
+def resolve_composition(config: Config, host: PluginHost, action_space: Any = None) -> Composition:
     """Resolve the config's names and check that the components work together.
 
+    :param action_space: the env's action space, where known (see :func:`named_components`)
     :raises UnknownNameError: for a name no plugin registered (with the closest names)
     :raises ConfigError: for kwargs a component's constructor does not take
     :raises IncompatibleComponentsError: naming both components and why
     """
-    head, post, losses = named_components(config)
+    head, post, losses = named_components(config, action_space)
+    if "postprocess" not in config.policy.model_fields_set:
+        post = _default_postprocessor(config.algo, head, post, host)
     return _resolve(config.algo, head, post, losses, host, config.policy.raw_log_prob)
+
+
+def _default_postprocessor(algo: str, head: NamedComponent, post: NamedComponent, host: PluginHost
+                           ) -> NamedComponent:
+    """An unbounded head under PPO/A2C is clipped to the env's bounds, as stable-baselines3 does, unless a
+    post-processor is named (elsewhere the default passes actions in ``[-1, 1]`` through)."""
+    if algo not in ON_POLICY_ALGOS:
+        return post
+    head_class = host.registry(ACTOR_HEADS.name).resolve(head.name, where=head.name_key)
+    if getattr(head_class, "bounded", True) or getattr(head_class, "action_space_kind", "box") != "box":
+        return post
+    return replace(post, name=ON_POLICY_UNBOUNDED_POSTPROCESSOR)
 
 
 def resolve_saved(saved: Mapping[str, Any], host: PluginHost) -> Composition:
@@ -269,29 +297,34 @@ def resolve_saved_component(kind: Kind, saved: Mapping[str, Any], host: PluginHo
                                              kwargs_key="the saved actor"), host)
 
 
-def default_composition(algo: str, host: PluginHost) -> Composition:
-    """stable-baselines3's own actor for ``algo`` as components (what ``ComposedSAC("MlpPolicy", env)`` builds).
+def default_composition(algo: str, host: PluginHost, action_space: Any = None, ent_coef: float = 0.0) -> Composition:
+    """stable-baselines3's own policy for ``algo`` as components (what ``ComposedSAC("MlpPolicy", env)`` builds).
 
+    :param action_space: the env's action space (PPO/A2C: ``categorical`` for a Discrete one)
+    :param ent_coef: PPO/A2C: the weight of the ``entropy_bonus`` term (their ``ent_coef``)
     :raises UnknownNameError: when the plugin of the default head is not installed
     """
     where = f"the default components of {algo.upper()}"
-    head = NamedComponent(DEFAULT_HEADS[algo], name_key=where, kwargs_key=where)
-    post = NamedComponent(DEFAULT_POSTPROCESSOR, name_key=where, kwargs_key=where)
-    loss = NamedComponent(DEFAULT_LOSSES[algo], name_key=where, kwargs_key=where)
-    return _resolve(algo, head, post, [loss], host, raw_log_prob=False)
+    head = NamedComponent(default_head(algo, action_space), name_key=where, kwargs_key=where)
+    post = _default_postprocessor(algo, head, NamedComponent(DEFAULT_POSTPROCESSOR, name_key=where,
+                                                             kwargs_key=where), host)
+    losses = [NamedComponent(name, weight=weight, name_key=where, kwargs_key=where)
+              for name, weight in default_losses(algo, ent_coef)]
+    return _resolve(algo, head, post, losses, host, raw_log_prob=False)
 
 
-def composition_for_sb3(algo: str, saved: Mapping[str, Any] | None = None) -> Composition:
+def composition_for_sb3(algo: str, saved: Mapping[str, Any] | None = None, action_space: Any = None,
+                        ent_coef: float = 0.0) -> Composition:
     """The composition of a model that stable-baselines3's own entry points build, with the process-wide host.
 
     ``ComposedSAC("MlpPolicy", env)``, ``ComposedSAC.load(path)`` and a policy loaded on its own
     have no way to pass a plugin host: they resolve here, the saved names when there are
-    some, stable-baselines3's own actor (:func:`default_composition`) otherwise.
+    some, stable-baselines3's own policy (:func:`default_composition`) otherwise.
     """
     from diffrl_core.plugins import default_host  # the sb3 layer itself never reaches the global host
 
     host = default_host()
-    return resolve_saved(saved, host) if saved else default_composition(algo, host)
+    return resolve_saved(saved, host) if saved else default_composition(algo, host, action_space, ent_coef)
 
 
 def component_for_sb3(kind: Kind, saved: Mapping[str, Any]) -> ResolvedComponent:
@@ -374,7 +407,24 @@ def _check_compatible(composition: Composition, losses: Sequence[NamedComponent]
             f"algo 'sac' cannot train {head_text}: SAC's soft Q-target and entropy tuning need a head with a "
             "log-prob. Use algo 'td3' for it, or a stochastic head such as 'squashed_gaussian'."
         )
-    reason = post.cls.check_head(head.cls)
+    if algo in ON_POLICY_ALGOS and not getattr(head.cls, "evaluates_actions", False):
+        raise IncompatibleComponentsError(
+            f"algo {algo!r} cannot train {head_text}: its policy loss needs the log-prob of the rollout buffer's "
+            "actions under the current policy, which this head does not give (evaluates_actions is False). Use a "
+            "stochastic head such as 'diag_gaussian', 'gaussian', 'beta' or 'categorical', or an off-policy algo"
+        )
+    discrete = getattr(head.cls, "action_space_kind", "box") == "discrete"
+    if discrete and algo not in ON_POLICY_ALGOS:
+        raise IncompatibleComponentsError(
+            f"algo {algo!r} cannot train {head_text}: it acts in a Discrete action space, and stable-baselines3's "
+            f"{algo.upper()} needs continuous actions. Use algo 'ppo' or 'a2c'"
+        )
+    if discrete and post.name != DEFAULT_POSTPROCESSOR:
+        raise IncompatibleComponentsError(
+            f"post-processor {post.describe()} cannot follow {head_text}: a discrete head's action is an index the "
+            "env takes as it is, and post-processors map continuous actions to [-1, 1]. Leave policy.postprocess unset"
+        )
+    reason = None if discrete else post.cls.check_head(head.cls)
     if reason:
         raise IncompatibleComponentsError(
             f"post-processor {post.describe()} cannot follow {head_text}: "
@@ -391,6 +441,8 @@ def _check_compatible(composition: Composition, losses: Sequence[NamedComponent]
 
 def _log_prob_users(composition: Composition, losses: Sequence[NamedComponent]) -> list[str]:
     """What in the composition reads the log-prob of the actions (SAC itself, loss terms needing it)."""
+    if composition.algo in ON_POLICY_ALGOS:  # their terms use the head's log-prob of its raw action: always known
+        return []
     users = ["algo 'sac' (its soft Q-target and entropy tuning)"] if composition.algo == "sac" else []
     users += [f"loss term {term.name!r} ({named.name_key})"
               for named, term in zip(losses, composition.loss_terms, strict=True) if "log_prob" in term.cls.requires]

@@ -1,11 +1,12 @@
-"""The built-in actor head ``deterministic``: TD3's actor output layer."""
+"""The built-in actor heads: ``deterministic`` (TD3's actor output layer) and ``categorical`` (Discrete actions)."""
 
 from __future__ import annotations
 
 import torch as th
+from stable_baselines3.common.distributions import CategoricalDistribution
 from torch import nn
 
-from diffrl_core.components import ActorHead
+from diffrl_core.components import ActorHead, HeadEvaluation
 
 
 class DeterministicHead(ActorHead):
@@ -29,3 +30,46 @@ class DeterministicHead(ActorHead):
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
         actions = self.mu(latent)
         return th.tanh(actions) if self.squash else actions
+
+
+class CategoricalHead(ActorHead):
+    """A categorical distribution over ``Discrete(n)`` actions: stable-baselines3's ``CategoricalDistribution``.
+
+    A linear layer gives the logits; the raw action is the chosen index (the env takes it as
+    it is: Discrete action spaces have no post-processor). ``forward(deterministic=True)``
+    returns the most probable action. It gives the log-prob and entropy of given actions
+    (PPO, A2C); its sample is not differentiable, so the off-policy algorithms (SAC, TD3,
+    continuous actions only) cannot use it.
+
+    :param latent_dim: size of the latent features
+    :param action_dim: the number of actions ``n``
+    """
+
+    stochastic = True
+    has_log_prob = True
+    bounded = False
+    evaluates_actions = True
+    action_space_kind = "discrete"
+
+    def __init__(self, latent_dim: int, action_dim: int) -> None:
+        super().__init__(latent_dim, action_dim)
+        self.distribution = CategoricalDistribution(action_dim)
+        # SB3's layer (named action_net there) in the same place, so the same seed gives the same weights
+        self.action_net = self.distribution.proba_distribution_net(latent_dim)
+
+    def params(self, latent: th.Tensor) -> dict[str, th.Tensor]:
+        """``{"logits": ...}``, shape ``(batch, n)``."""
+        return {"logits": self.action_net(latent)}
+
+    def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        return self.distribution.proba_distribution(self.params(latent)["logits"]).get_actions(deterministic)
+
+    def act(self, latent: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        distribution = self.distribution.proba_distribution(self.params(latent)["logits"])
+        actions = distribution.get_actions(deterministic)
+        return actions, distribution.log_prob(actions)
+
+    def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
+        params = self.params(latent)
+        distribution = self.distribution.proba_distribution(params["logits"])
+        return HeadEvaluation(distribution.log_prob(actions), distribution.entropy(), params)

@@ -1,10 +1,11 @@
-"""The built-in actor loss terms ``q_value`` and ``bc``."""
+"""The built-in actor loss terms: ``q_value`` and ``bc`` (SAC, TD3); ``ppo_clip``, ``policy_gradient`` and
+``entropy_bonus`` (PPO, A2C)."""
 
 from __future__ import annotations
 
 import torch as th
 
-from diffrl_core.components import ActorLossContext, LossOutput, LossTerm
+from diffrl_core.components import ActorLossContext, LossOutput, LossTerm, OnPolicyLossContext
 
 
 class QValueLoss(LossTerm):
@@ -23,3 +24,66 @@ class BehaviourCloningLoss(LossTerm):
 
     def __call__(self, ctx: ActorLossContext) -> LossOutput:
         return th.mean((ctx.actions - ctx.batch.actions) ** 2)
+
+
+# -- on-policy (PPO, A2C) ----------------------------------------------------------------------
+
+
+class PPOClipLoss(LossTerm):
+    """stable-baselines3's PPO clipped surrogate: ``-mean(min(A r, A clip(r, 1 - eps, 1 + eps)))``.
+
+    ``r = exp(log_prob - old_log_prob)`` is the likelihood ratio of the buffer's raw actions
+    under the current and the collecting policy, ``A`` the (normalized) advantages, ``eps``
+    the clip range (PPO logs the share of clipped ratios as ``train/clip_fraction``).
+
+    :param clip_range: a fixed clip range; None (the default) uses PPO's own
+        (``algo_kwargs.clip_range`` and its schedule)
+    """
+
+    on_policy = True
+    requires = frozenset({"log_prob"})
+
+    def __init__(self, clip_range: float | None = None) -> None:
+        if clip_range is not None and not (isinstance(clip_range, (int, float)) and clip_range > 0):
+            raise ValueError(f"clip_range must be a positive number (or null for PPO's own), got {clip_range!r}")
+        self.clip_range = clip_range
+
+    def __call__(self, ctx: OnPolicyLossContext) -> LossOutput:
+        clip_range = self.clip_range if self.clip_range is not None else ctx.clip_range
+        if clip_range is None:
+            raise ValueError("ppo_clip needs a clip range: PPO's own, or the term's kwarg clip_range under A2C")
+        advantages = ctx.advantages
+        # the same operations as stable-baselines3's PPO.train, so the default composition is SB3's to the bit
+        ratio = th.exp(ctx.log_prob - ctx.old_log_prob)
+        policy_loss_1 = advantages * ratio
+        policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        return -th.min(policy_loss_1, policy_loss_2).mean()
+
+
+class PolicyGradientLoss(LossTerm):
+    """A2C's (vanilla) policy gradient: ``-mean(A log_prob)``, with ``A`` the (normalized) advantages."""
+
+    on_policy = True
+    requires = frozenset({"log_prob"})
+
+    def __call__(self, ctx: OnPolicyLossContext) -> LossOutput:
+        return -(ctx.advantages * ctx.log_prob).mean()
+
+
+class EntropyBonusLoss(LossTerm):
+    """Minus the policy's entropy: with weight ``c`` it is stable-baselines3's ``ent_coef * entropy_loss``.
+
+    The entropy is the head's closed form (:attr:`OnPolicyLossContext.entropy`), or, for a head
+    without one (``squashed_gaussian``), the estimate ``-mean(log_prob)`` of the buffer's actions,
+    as stable-baselines3 does. The weight is the entropy coefficient: when a config leaves
+    ``policy.losses`` unset, the default terms carry this one with ``algo_kwargs.ent_coef``
+    (stable-baselines3's default 0.0) as its weight.
+    """
+
+    on_policy = True
+    requires = frozenset({"log_prob"})
+
+    def __call__(self, ctx: OnPolicyLossContext) -> LossOutput:
+        if ctx.entropy is None:
+            return -th.mean(-ctx.log_prob)
+        return -th.mean(ctx.entropy)

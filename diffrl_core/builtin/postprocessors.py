@@ -84,3 +84,29 @@ class Tanh(PostProcessor):
         if self.epsilon > 0.0:
             return th.log(1.0 - actions**2 + self.epsilon).sum(dim=-1)
         return (2.0 * (math.log(2.0) - raw_actions - F.softplus(-2.0 * raw_actions))).sum(dim=-1)
+
+
+class ClipToBounds(PostProcessor):
+    """The raw action is an env action: clip it to the action space's ``[low, high]`` (stable-baselines3's PPO/A2C).
+
+    stable-baselines3's on-policy algorithms sample an unbounded Gaussian in the env's own
+    units and clip it to the bounds only for the env. This post-processor does the same and
+    returns the clipped action normalized to ``[-1, 1]`` (which stable-baselines3 rescales back
+    for the env), so ``diag_gaussian`` + ``clip_to_bounds`` is their ``MlpPolicy``. It is the
+    default post-processor of an unbounded head under ``ppo`` and ``a2c``.
+
+    Not bijective, and not the identity on ``[-1, 1]`` (unless the bounds are ``[-1, 1]``): the
+    off-policy algorithms cannot use it where a log-prob is needed. On-policy losses do not
+    need one (they use the head's log-prob of its raw action).
+    """
+
+    def __init__(self, action_space: spaces.Box) -> None:
+        super().__init__(action_space)
+        self.low = th.as_tensor(action_space.low, dtype=th.float32)
+        self.high = th.as_tensor(action_space.high, dtype=th.float32)
+
+    def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
+        low, high = self.low.to(raw_actions.device), self.high.to(raw_actions.device)
+        clipped = th.clamp(raw_actions, low, high)
+        # stable-baselines3's scale_action, in its order of operations
+        return 2.0 * ((clipped - low) / (high - low)) - 1.0

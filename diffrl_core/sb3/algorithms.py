@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,55 +27,28 @@ from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.her import HerReplayBuffer
 from torch.nn import functional as F
 
-from diffrl_core.components import ActorLossContext, LossTerm
-from diffrl_core.errors import DiffRLError, DivergenceError
+from diffrl_core.components import ActorLossContext
+from diffrl_core.errors import DivergenceError
 from diffrl_core.resolve import composition_for_sb3
+from diffrl_core.sb3.base import ComposedModelMixin
 from diffrl_core.sb3.divergence import Diagnosis, finite_array, gradient_guard, nonfinite_argument
-from diffrl_core.sb3.policies import POLICIES, _ComposedPolicyMixin, alias_of, check_sde
+from diffrl_core.sb3.on_policy import MIRRORED as ON_POLICY_MIRRORED
+from diffrl_core.sb3.on_policy import ComposedA2C, ComposedPPO
+from diffrl_core.sb3.policies import POLICIES, alias_of, check_sde
 
 if TYPE_CHECKING:
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-    from diffrl_core.resolve import Composition
 
 
-class _ComposedAlgorithmMixin:
-    """Holds the composition: resolved components in (never saved), their names out (saved as JSON).
+class _ComposedAlgorithmMixin(ComposedModelMixin):
+    """SAC's and TD3's share of :class:`~diffrl_core.sb3.base.ComposedModelMixin`: the actor, the critics and
+    the replay buffer, guarded against non-finite values (:mod:`diffrl_core.sb3.divergence`)."""
 
-    Built as stable-baselines3's classes are (``ComposedSAC("MlpPolicy", env)``; also ``"CnnPolicy"``
-    and ``"MultiInputPolicy"``), it has SB3's own actor as components; ``load()`` rebuilds the
-    saved components. A stock SB3 policy class is refused: its actor is not composed.
-
-    :param composition: the resolved components (:func:`diffrl_core.resolve.resolve_composition`);
-        None: those saved with the model while ``load()`` rebuilds it, otherwise stable-baselines3's
-        own actor (:func:`diffrl_core.resolve.default_composition`)
-    """
-
-    composition: Composition | None
-    policy_kwargs: dict[str, Any]
     actor: Any  # SB3 declares its own Actor; here it is a ComposedActor
-    #: the names, kwargs and provenance of the components, saved with the model as plain JSON
-    diffrl_components: dict[str, Any]
-    _loss_terms: list[tuple[str, float, LossTerm]]
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]]
     #: the replay batch of the latest gradient step, for the divergence diagnosis
     last_batch: ReplayBufferSamples | None = None
-    #: how messages name the env, e.g. ``env 'diffrl/PointMassReach-v0' (plugin 'envs' ...)``
-    env_text: str | None = None
-    num_timesteps: int
     _last_obs: Any
-
-    def __init__(self, *args: Any, composition: Composition | None = None, **kwargs: Any) -> None:
-        policy = kwargs.get("policy", args[0] if args else None)
-        if isinstance(policy, type) and not issubclass(policy, _ComposedPolicyMixin):
-            aliases = ", ".join(repr(alias) for alias in self.policy_aliases)
-            raise DiffRLError(
-                f"{type(self).__name__} cannot use {policy.__module__}.{policy.__qualname__}: its actor is not "
-                f"composed of named components. Pass a policy alias ({aliases}), or a subclass of one of "
-                f"{', '.join(cls.__name__ for cls in self.policy_aliases.values())}"
-            )
-        self.composition = composition
-        super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
         if self.composition is None:
@@ -102,20 +75,10 @@ class _ComposedAlgorithmMixin:
             if optimizer is not None:
                 optimizer.register_step_pre_hook(gradient_guard(self, what))
 
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]
-
     def check_loss(self, value: float, what: str) -> None:
         """Stop with the explained :class:`DivergenceError` when a loss value is not finite (free when it is)."""
         if not math.isfinite(value):
             raise Diagnosis(self, self.num_timesteps).explain(f"value of {what}", self.last_batch)
-
-    def env_label(self) -> str:
-        """The env as messages name it."""
-        if self.env_text:
-            return self.env_text
-        spec = getattr(self.get_env(), "get_attr", lambda name: [None])("spec")[0]  # type: ignore[attr-defined]
-        return f"env {spec.id!r}" if spec is not None else "the env"
 
     def learn(self, *args: Any, **kwargs: Any) -> Any:
         """stable-baselines3's ``learn()``; a distribution refusing NaN parameters becomes a :class:`DivergenceError`."""
@@ -152,38 +115,14 @@ class _ComposedAlgorithmMixin:
             postprocess=self.actor.postprocessor, alpha=self._alpha(), algo=self._algo_name,
         )
 
-    _algo_name: str
-
     def _alpha(self) -> th.Tensor | None:
         return None
-
-    def _actor_loss(self, ctx: ActorLossContext, logs: dict[str, list[float]]) -> th.Tensor:
-        """Weighted sum of the terms in config order; each term logged under its own name."""
-        total: th.Tensor | None = None
-        for name, weight, term in self._loss_terms:
-            output = term(ctx)
-            value, extra = output if isinstance(output, tuple) else (output, {})
-            if value.ndim != 0:
-                raise ValueError(f"loss term {name!r} returned a tensor of shape {tuple(value.shape)}, not a scalar")
-            item = value.item()
-            logs[f"train/loss/{name}"].append(item)
-            self.check_loss(item, f"loss term {name!r}")
-            for key, item in extra.items():
-                logs[f"train/{name}/{key}"].append(float(item))
-            weighted = value if weight == 1.0 else weight * value  # no extra graph node for the usual weight
-            total = weighted if total is None else total + weighted
-        assert total is not None, "composition checks that there is at least one loss term"
-        return total
-
-    def _record(self, logs: Mapping[str, list[float]]) -> None:
-        for key, values in logs.items():
-            self.logger.record(key, np.mean(values))  # type: ignore[attr-defined]
 
 
 class ComposedSAC(_ComposedAlgorithmMixin, SAC):
     """stable-baselines3's SAC with a composed actor and actor loss.
 
-    :param composition: the resolved components (see :class:`_ComposedAlgorithmMixin`)
+    :param composition: the resolved components (see :class:`~diffrl_core.sb3.base.ComposedModelMixin`)
     :param args: SAC's arguments
     :param kwargs: SAC's keyword arguments
     """
@@ -345,7 +284,7 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
     The target policy is the head's deterministic action (plus TD3's clipped target noise);
     a stochastic head is sampled (rsample) for the actor loss.
 
-    :param composition: the resolved components (see :class:`_ComposedAlgorithmMixin`)
+    :param composition: the resolved components (see :class:`~diffrl_core.sb3.base.ComposedModelMixin`)
     :param args: TD3's arguments
     :param kwargs: TD3's keyword arguments
     """
@@ -447,10 +386,14 @@ REPLAY_BUFFERS: dict[str, type[ReplayBuffer] | type[DictReplayBuffer] | type[Her
     "ReplayBuffer": ReplayBuffer, "DictReplayBuffer": DictReplayBuffer, "HerReplayBuffer": HerReplayBuffer,
 }
 
-ALGORITHMS: dict[str, type[ComposedSAC] | type[ComposedTD3]] = {"sac": ComposedSAC, "td3": ComposedTD3}
+#: algo -> the composed stable-baselines3 class that trains it
+ALGORITHMS: dict[str, type[ComposedModelMixin]] = {
+    "sac": ComposedSAC, "td3": ComposedTD3, "ppo": ComposedPPO, "a2c": ComposedA2C,
+}
 
-#: The stable-baselines3 methods the copies above mirror (checked by :mod:`diffrl_core.sb3.sync`).
+#: The stable-baselines3 methods the copies mirror (checked by :mod:`diffrl_core.sb3.sync`).
 MIRRORED: dict[str, tuple[Any, Any]] = {
     "SAC.train": (ComposedSAC.train, SAC.train),
     "TD3.train": (ComposedTD3.train, TD3.train),
+    **ON_POLICY_MIRRORED,
 }

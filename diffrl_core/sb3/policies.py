@@ -1,4 +1,4 @@
-"""Policies for SAC and TD3 whose actor is ``features -> MLP -> head -> post-processor``.
+"""Policies for SAC, TD3, PPO and A2C whose actor is ``features -> MLP -> head -> post-processor``.
 
 stable-baselines3 hard-codes its ``Actor`` class in ``make_actor``; these subclasses
 override only ``make_actor`` (the actor is built from the resolved components the algorithm
@@ -14,11 +14,18 @@ never imported or evaluated.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.policies import (
+    ActorCriticCnnPolicy,
+    ActorCriticPolicy,
+    BasePolicy,
+    MultiInputActorCriticPolicy,
+)
 from stable_baselines3.common.preprocessing import get_action_dim, is_image_space
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
@@ -32,7 +39,14 @@ from stable_baselines3.sac import policies as sac_policies
 from stable_baselines3.td3 import policies as td3_policies
 from torch import nn
 
-from diffrl_core.components import ActionSample, ActorHead, HeadSample, PostProcessor, postprocess_sample
+from diffrl_core.components import (
+    ActionSample,
+    ActorHead,
+    HeadEvaluation,
+    HeadSample,
+    PostProcessor,
+    postprocess_sample,
+)
 from diffrl_core.errors import ConfigError, IncompatibleComponentsError
 from diffrl_core.kinds import ACTOR_HEADS, POSTPROCESSORS, Kind
 from diffrl_core.resolve import component_for_sb3, composition_for_sb3
@@ -240,16 +254,20 @@ class _ComposedPolicyMixin:
     """
 
     _algo: str
+    #: the activation of stable-baselines3's policy when none is given (ReLU off-policy, tanh on-policy)
+    _default_activation: ClassVar[str] = "relu"
 
     def __init__(
         self,
         *args: Any,
         composition: Composition | Mapping[str, Any] | None = None,
-        activation_fn: str | type[nn.Module] = "relu",
+        activation_fn: str | type[nn.Module] | None = None,
         **kwargs: Any,
     ) -> None:
+        activation_fn = activation_fn or self._default_activation
         if composition is None or isinstance(composition, Mapping):
-            composition = composition_for_sb3(self._algo, composition)
+            action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
+            composition = composition_for_sb3(self._algo, composition, action_space)
         self.composition = composition
         self.activation_name = activation_fn
         for key, table in (("features_extractor_class", FEATURES_EXTRACTORS), ("optimizer_class", OPTIMIZERS)):
@@ -316,6 +334,145 @@ class ComposedTD3MultiInputPolicy(_ComposedPolicyMixin, td3_policies.MultiInputP
     _algo = "td3"
 
 
+class _ComposedActorCriticMixin(_ComposedPolicyMixin):
+    """PPO's and A2C's policy, ``features -> MLP -> head -> post-processor`` beside SB3's value network.
+
+    stable-baselines3's ``ActorCriticPolicy`` builds its action layers from a hard-coded
+    distribution in ``_build``; this override builds the head there instead (in the same
+    place, with the same orthogonal initialization, gain 0.01) and keeps SB3's features
+    extractors, MLP extractor, value network and optimizer. The rollout buffer gets the head's
+    raw action (:meth:`forward`), the env the post-processed one (:meth:`env_actions`), and
+    the losses the head's log-prob of given raw actions (:meth:`evaluate`).
+    """
+
+    _default_activation: ClassVar[str] = "tanh"
+    composition: Composition
+    action_space: spaces.Space
+    head: ActorHead
+    postprocessor: PostProcessor
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # _predict returns the post-processed action in [-1, 1]: predict() rescales it to the bounds
+        # (SB3 asserts squash_output only with gSDE, so it is set once the policy is built)
+        self._squash_output = isinstance(self.action_space, spaces.Box)
+
+    def _build(self, lr_schedule: Any) -> None:
+        self._build_mlp_extractor()  # type: ignore[attr-defined]
+        latent_dim_pi = self.mlp_extractor.latent_dim_pi  # type: ignore[attr-defined]
+        space = self.action_space
+        action_dim = int(space.n) if isinstance(space, spaces.Discrete) else get_action_dim(space)
+        # where SB3 builds its action_net (and log_std), so the same seed gives the same weights
+        self.head = self.composition.head.build(latent_dim_pi, action_dim)
+        self.postprocessor = self.composition.postprocessor.build(space)
+        self.value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, 1)  # type: ignore[attr-defined]
+        if self.ortho_init:  # type: ignore[attr-defined]
+            module_gains = {self.features_extractor: np.sqrt(2), self.mlp_extractor: np.sqrt(2),  # type: ignore[attr-defined]
+                            self.head: 0.01, self.value_net: 1}
+            if not self.share_features_extractor:  # type: ignore[attr-defined]
+                del module_gains[self.features_extractor]  # type: ignore[attr-defined]
+                module_gains[self.pi_features_extractor] = np.sqrt(2)  # type: ignore[attr-defined]
+                module_gains[self.vf_features_extractor] = np.sqrt(2)  # type: ignore[attr-defined]
+            for module, gain in module_gains.items():
+                module.apply(partial(self.init_weights, gain=gain))  # type: ignore[attr-defined]
+        self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs  # type: ignore[attr-defined]
+        )
+
+    def _latents(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        features = self.extract_features(obs)  # type: ignore[attr-defined]
+        if self.share_features_extractor:  # type: ignore[attr-defined]
+            return self.mlp_extractor(features)  # type: ignore[attr-defined]
+        pi_features, vf_features = features
+        return self.mlp_extractor.forward_actor(pi_features), self.mlp_extractor.forward_critic(vf_features)  # type: ignore[attr-defined]
+
+    def _actor_latent(self, obs: PyTorchObs) -> th.Tensor:
+        features = BasePolicy.extract_features(self, obs, self.pi_features_extractor)  # type: ignore[arg-type, attr-defined]
+        return self.mlp_extractor.forward_actor(features)  # type: ignore[attr-defined]
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """The head's raw actions (what the rollout buffer stores), the values and the actions' log-prob."""
+        latent_pi, latent_vf = self._latents(obs)
+        values = self.value_net(latent_vf)
+        actions, log_prob = self.head.act(latent_pi, deterministic=deterministic)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob
+
+    def evaluate(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, HeadEvaluation]:
+        """The values at ``obs`` and the head's evaluation of the raw ``actions`` (log-prob, entropy, parameters)."""
+        latent_pi, latent_vf = self._latents(obs)
+        return self.value_net(latent_vf), self.head.evaluate_actions(latent_pi, actions)
+
+    def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """stable-baselines3's interface: values, log-prob and entropy of the raw ``actions``."""
+        values, evaluation = self.evaluate(obs, actions)
+        return values, evaluation.log_prob, evaluation.entropy
+
+    def env_actions(self, raw_actions: th.Tensor, explore: bool = True) -> np.ndarray:
+        """The env's actions for the head's raw ones: post-processed and rescaled to the bounds (Box), as they are
+        (Discrete)."""
+        if not isinstance(self.action_space, spaces.Box):
+            return raw_actions.cpu().numpy()
+        with th.no_grad():
+            normalized = self.postprocessor(raw_actions, explore=explore)
+        return self.unscale_action(normalized.cpu().numpy())  # type: ignore[attr-defined]
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        raw_actions = self.head(self._actor_latent(observation), deterministic=deterministic)
+        if not isinstance(self.action_space, spaces.Box):
+            return raw_actions
+        return self.postprocessor(raw_actions, explore=not deterministic)
+
+    def get_distribution(self, obs: PyTorchObs) -> Any:
+        raise NotImplementedError(
+            "a composed policy's actions come from its head, not a stable-baselines3 Distribution: use "
+            "policy.evaluate(obs, actions) for log-probs and entropies, predict() for actions"
+        )
+
+    @property
+    def log_std(self) -> th.Tensor:
+        """The head's state-independent log-std, where it has one (SB3 logs its exp as ``train/std``)."""
+        log_std = getattr(self.head, "log_std", None)
+        if not isinstance(log_std, nn.Parameter):
+            raise AttributeError(f"head {self.composition.head.name!r} has no state-independent log-std")
+        return log_std
+
+
+class ComposedPPOPolicy(_ComposedActorCriticMixin, ActorCriticPolicy):  # type: ignore[misc]
+    """stable-baselines3's PPO ``MlpPolicy`` with a composed actor; see :class:`_ComposedActorCriticMixin`."""
+
+    _algo = "ppo"
+
+
+class ComposedPPOCnnPolicy(_ComposedActorCriticMixin, ActorCriticCnnPolicy):  # type: ignore[misc]
+    """stable-baselines3's PPO ``CnnPolicy`` (NatureCNN features) with a composed actor."""
+
+    _algo = "ppo"
+
+
+class ComposedPPOMultiInputPolicy(_ComposedActorCriticMixin, MultiInputActorCriticPolicy):  # type: ignore[misc]
+    """stable-baselines3's PPO ``MultiInputPolicy`` (Dict observations) with a composed actor."""
+
+    _algo = "ppo"
+
+
+class ComposedA2CPolicy(_ComposedActorCriticMixin, ActorCriticPolicy):  # type: ignore[misc]
+    """stable-baselines3's A2C ``MlpPolicy`` with a composed actor; see :class:`_ComposedActorCriticMixin`."""
+
+    _algo = "a2c"
+
+
+class ComposedA2CCnnPolicy(_ComposedActorCriticMixin, ActorCriticCnnPolicy):  # type: ignore[misc]
+    """stable-baselines3's A2C ``CnnPolicy`` (NatureCNN features) with a composed actor."""
+
+    _algo = "a2c"
+
+
+class ComposedA2CMultiInputPolicy(_ComposedActorCriticMixin, MultiInputActorCriticPolicy):  # type: ignore[misc]
+    """stable-baselines3's A2C ``MultiInputPolicy`` (Dict observations) with a composed actor."""
+
+    _algo = "a2c"
+
+
 #: algo -> stable-baselines3's policy alias -> its composed policy class
 POLICIES: dict[str, dict[str, type[_ComposedPolicyMixin]]] = {
     "sac": {
@@ -327,6 +484,16 @@ POLICIES: dict[str, dict[str, type[_ComposedPolicyMixin]]] = {
         "MlpPolicy": ComposedTD3Policy,
         "CnnPolicy": ComposedTD3CnnPolicy,
         "MultiInputPolicy": ComposedTD3MultiInputPolicy,
+    },
+    "ppo": {
+        "MlpPolicy": ComposedPPOPolicy,
+        "CnnPolicy": ComposedPPOCnnPolicy,
+        "MultiInputPolicy": ComposedPPOMultiInputPolicy,
+    },
+    "a2c": {
+        "MlpPolicy": ComposedA2CPolicy,
+        "CnnPolicy": ComposedA2CCnnPolicy,
+        "MultiInputPolicy": ComposedA2CMultiInputPolicy,
     },
 }
 

@@ -16,7 +16,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from diffrl_core.components import ActorHead, HeadSample
+from diffrl_core.components import ActorHead, HeadEvaluation, HeadSample
 
 LOG_2 = math.log(2.0)
 
@@ -51,6 +51,7 @@ class BetaHead(ActorHead):
     stochastic = True
     has_log_prob = True
     bounded = True
+    evaluates_actions = True
 
     def __init__(self, latent_dim: int, action_dim: int, deterministic_action: str = "mean", eps: float = 1e-6) -> None:
         super().__init__(latent_dim, action_dim)
@@ -91,6 +92,14 @@ class BetaHead(ActorHead):
             # alpha, beta > 1, so the mode is in (0, 1); the floor only guards alpha = beta = 1
             x = (alpha - 1.0) / (alpha + beta - 2.0).clamp_min(1e-6)
         return 2.0 * self._clamp(x) - 1.0
+
+    def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
+        """The log-prob and entropy of given raw actions ``a`` in ``[-1, 1]`` (PPO, A2C)."""
+        dist = self.distribution(latent)
+        x = ((actions + 1.0) / 2.0).clamp(self.eps, 1.0 - self.eps)  # as forward() kept its samples
+        log_prob = dist.log_prob(x).sum(dim=-1) - self.action_dim * LOG_2
+        entropy = dist.entropy().sum(dim=-1) + self.action_dim * LOG_2
+        return HeadEvaluation(log_prob, entropy, {"alpha": dist.concentration1, "beta": dist.concentration0})
 
     def sample(self, latent: th.Tensor) -> HeadSample:
         dist = self.distribution(latent)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import torch as th
-from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
+from stable_baselines3.common.distributions import (
+    DiagGaussianDistribution,
+    SquashedDiagGaussianDistribution,
+    StateDependentNoiseDistribution,
+)
 from torch import nn
 
-from diffrl_core.components import ActorHead, HeadSample
+from diffrl_core.components import ActorHead, HeadEvaluation, HeadSample
 
 # stable-baselines3's SAC bounds (stable_baselines3.sac.policies.LOG_STD_MIN / MAX)
 LOG_STD_MIN = -20.0
@@ -72,6 +78,7 @@ class GaussianHead(_GaussianParams):
     stochastic = True
     has_log_prob = True
     bounded = False
+    evaluates_actions = True
 
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
         params = self.params(latent)
@@ -79,6 +86,11 @@ class GaussianHead(_GaussianParams):
         if deterministic:
             return mean
         return mean + log_std.exp() * th.randn_like(mean)
+
+    def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
+        params = self.params(latent)
+        normal = th.distributions.Normal(params["mean"], params["log_std"].exp())
+        return HeadEvaluation(normal.log_prob(actions).sum(dim=-1), normal.entropy().sum(dim=-1), params)
 
     def sample(self, latent: th.Tensor) -> HeadSample:
         params = self.params(latent)
@@ -114,6 +126,7 @@ class SquashedGaussianHead(_GaussianParams):
     has_log_prob = True
     bounded = True
     supports_sde = True
+    evaluates_actions = True
 
     def __init__(
         self,
@@ -171,6 +184,14 @@ class SquashedGaussianHead(_GaussianParams):
         actions, log_prob = self.distribution.log_prob_from_params(mean, log_std)
         return HeadSample(actions, log_prob, {"mean": mean, "log_std": log_std})
 
+    def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
+        """The log-prob of squashed actions (tanh inverted, as stable-baselines3 does); no closed-form entropy."""
+        if self.use_sde:
+            raise NotImplementedError("squashed_gaussian with gSDE cannot evaluate given actions (gSDE is SAC's here)")
+        params = self.params(latent)
+        distribution = self.distribution.proba_distribution(params["mean"], params["log_std"])
+        return HeadEvaluation(distribution.log_prob(actions), None, params)
+
     def reset_noise(self, batch_size: int = 1) -> None:
         if not self.use_sde:
             super().reset_noise(batch_size)
@@ -180,3 +201,58 @@ class SquashedGaussianHead(_GaussianParams):
         if not self.use_sde:
             return super().get_std()
         return self.sde_distribution.get_std(self.log_std)
+
+
+class DiagGaussianHead(ActorHead):
+    """Diagonal Gaussian with a state-independent log-std: stable-baselines3's PPO/A2C ``DiagGaussianDistribution``.
+
+    ``mean = linear(latent)`` and one learned log-std per action dimension (initialized to
+    ``log_std_init``), not clamped. Raw actions are unbounded; under ``ppo`` and ``a2c`` its
+    default post-processor is ``clip_to_bounds`` (the raw action in the env's units, clipped
+    to its bounds), which makes it their ``MlpPolicy`` with the same weights and updates;
+    ``tanh`` or ``clip`` use it in normalized units. It also works under SAC (after ``tanh``).
+
+    :param latent_dim: size of the latent features
+    :param action_dim: size of the action
+    :param log_std_init: initial log-std (stable-baselines3's default 0.0)
+    """
+
+    stochastic = True
+    has_log_prob = True
+    bounded = False
+    evaluates_actions = True
+
+    def __init__(self, latent_dim: int, action_dim: int, log_std_init: float = 0.0) -> None:
+        super().__init__(latent_dim, action_dim)
+        if not (isinstance(log_std_init, (int, float)) and math.isfinite(log_std_init)):
+            raise ValueError(f"log_std_init must be a finite number, got {log_std_init!r}")
+        self.distribution = DiagGaussianDistribution(action_dim)
+        # SB3's layers (named action_net and log_std there) in the same order, so the same seed gives the same weights
+        self.action_net, self.log_std = self.distribution.proba_distribution_net(latent_dim, log_std_init=log_std_init)
+
+    def params(self, latent: th.Tensor) -> dict[str, th.Tensor]:
+        """``{"mean": ..., "log_std": ...}``, each ``(batch, action_dim)``."""
+        mean = self.action_net(latent)
+        return {"mean": mean, "log_std": self.log_std.expand_as(mean)}
+
+    def _distribution(self, latent: th.Tensor) -> DiagGaussianDistribution:
+        return self.distribution.proba_distribution(self.action_net(latent), self.log_std)
+
+    def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        return self._distribution(latent).get_actions(deterministic)
+
+    def act(self, latent: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        distribution = self._distribution(latent)
+        actions = distribution.get_actions(deterministic)
+        return actions, distribution.log_prob(actions)
+
+    def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
+        distribution = self._distribution(latent)
+        params = {"mean": distribution.distribution.mean, "log_std": self.log_std}
+        return HeadEvaluation(distribution.log_prob(actions), distribution.entropy(), params)
+
+    def sample(self, latent: th.Tensor) -> HeadSample:
+        distribution = self._distribution(latent)
+        actions = distribution.sample()  # rsample: differentiable in the mean and the log-std
+        return HeadSample(actions, distribution.log_prob(actions), {"mean": distribution.distribution.mean,
+                                                                    "log_std": self.log_std.expand_as(actions)})

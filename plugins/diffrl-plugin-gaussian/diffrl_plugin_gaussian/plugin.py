@@ -10,6 +10,7 @@ from diffrl_core.hookspecs import RegisterComponent
 def register_actor_heads(register: RegisterComponent) -> None:
     register("gaussian", "diffrl_plugin_gaussian.heads:GaussianHead")
     register("squashed_gaussian", "diffrl_plugin_gaussian.heads:SquashedGaussianHead")
+    register("diag_gaussian", "diffrl_plugin_gaussian.heads:DiagGaussianHead")
 
 
 @hookimpl

@@ -1,0 +1,96 @@
+"""What every composed stable-baselines3 algorithm shares: the composition, the loss terms, the logs.
+
+:class:`ComposedModelMixin` goes before the stable-baselines3 class in the bases of
+:class:`~diffrl_core.sb3.algorithms.ComposedSAC`, ``ComposedTD3``,
+:class:`~diffrl_core.sb3.on_policy.ComposedPPO` and ``ComposedA2C``: it refuses policies whose
+actor is not composed, keeps the resolved composition out of the saved file (only its names are
+saved, as JSON) and sums the configured loss terms, logging each under its own name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.policies import BasePolicy
+
+from diffrl_core.errors import DiffRLError
+from diffrl_core.sb3.policies import _ComposedPolicyMixin
+
+if TYPE_CHECKING:
+    from diffrl_core.components import LossTerm
+    from diffrl_core.resolve import Composition
+
+
+class ComposedModelMixin:
+    """Holds the composition: resolved components in (never saved), their names out (saved as JSON).
+
+    Built as stable-baselines3's classes are (``ComposedSAC("MlpPolicy", env)``; also ``"CnnPolicy"``
+    and ``"MultiInputPolicy"``), it has SB3's own policy as components; ``load()`` rebuilds the
+    saved components. A stock SB3 policy class is refused: its actor is not composed.
+
+    :param composition: the resolved components (:func:`diffrl_core.resolve.resolve_composition`);
+        None: those saved with the model while ``load()`` rebuilds it, otherwise stable-baselines3's
+        own policy (:func:`diffrl_core.resolve.default_composition`)
+    """
+
+    composition: Composition | None
+    policy_kwargs: dict[str, Any]
+    #: the names, kwargs and provenance of the components, saved with the model as plain JSON
+    diffrl_components: dict[str, Any]
+    _loss_terms: list[tuple[str, float, LossTerm]]
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]]
+    _algo_name: str
+    #: how messages name the env, e.g. ``env 'diffrl/PointMassReach-v0' (plugin 'envs' ...)``
+    env_text: str | None = None
+    num_timesteps: int
+
+    def __init__(self, *args: Any, composition: Composition | None = None, **kwargs: Any) -> None:
+        policy = kwargs.get("policy", args[0] if args else None)
+        if isinstance(policy, type) and not issubclass(policy, _ComposedPolicyMixin):
+            aliases = ", ".join(repr(alias) for alias in self.policy_aliases)
+            raise DiffRLError(
+                f"{type(self).__name__} cannot use {policy.__module__}.{policy.__qualname__}: its actor is not "
+                f"composed of named components. Pass a policy alias ({aliases}), or a subclass of one of "
+                f"{', '.join(cls.__name__ for cls in self.policy_aliases.values())}"
+            )
+        self.composition = composition
+        super().__init__(*args, **kwargs)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]
+
+    def check_loss(self, value: float, what: str) -> None:
+        """Stop with a :class:`~diffrl_core.errors.DivergenceError` when a loss value is not finite."""
+        raise NotImplementedError
+
+    def env_label(self) -> str:
+        """The env as messages name it."""
+        if self.env_text:
+            return self.env_text
+        spec = getattr(self.get_env(), "get_attr", lambda name: [None])("spec")[0]  # type: ignore[attr-defined]
+        return f"env {spec.id!r}" if spec is not None else "the env"
+
+    def _actor_loss(self, ctx: Any, logs: dict[str, list[float]]) -> th.Tensor:
+        """Weighted sum of the terms in config order; each term logged under its own name."""
+        total: th.Tensor | None = None
+        for name, weight, term in self._loss_terms:
+            output = term(ctx)
+            value, extra = output if isinstance(output, tuple) else (output, {})
+            if value.ndim != 0:
+                raise ValueError(f"loss term {name!r} returned a tensor of shape {tuple(value.shape)}, not a scalar")
+            item = value.item()
+            logs[f"train/loss/{name}"].append(item)
+            self.check_loss(item, f"loss term {name!r}")
+            for key, item in extra.items():
+                logs[f"train/{name}/{key}"].append(float(item))
+            weighted = value if weight == 1.0 else weight * value  # no extra graph node for the usual weight
+            total = weighted if total is None else total + weighted
+        assert total is not None, "composition checks that there is at least one loss term"
+        return total
+
+    def _record(self, logs: Mapping[str, list[float]]) -> None:
+        for key, values in logs.items():
+            self.logger.record(key, np.mean(values))  # type: ignore[attr-defined]
