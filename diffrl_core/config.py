@@ -30,7 +30,8 @@ ON_POLICY_ALGOS = ("ppo", "a2c")
 
 # The components a config gets when it names none: the only place these defaults are written.
 #: algo -> the actor head of stable-baselines3's own actor for it (continuous actions)
-DEFAULT_HEADS = {"sac": "squashed_gaussian", "td3": "deterministic", "ppo": "diag_gaussian", "a2c": "diag_gaussian"}
+_ON_POLICY_HEAD = "diag_gaussian"  # stable-baselines3's DiagGaussianDistribution, in diffrl-plugin-gaussian
+DEFAULT_HEADS = {"sac": "squashed_gaussian", "td3": "deterministic", "ppo": _ON_POLICY_HEAD, "a2c": _ON_POLICY_HEAD}
 #: the head of stable-baselines3's PPO/A2C policy for a Discrete action space
 DISCRETE_HEAD = "categorical"
 #: algo -> the loss term that is stable-baselines3's own actor loss for it

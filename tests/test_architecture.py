@@ -5,7 +5,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR
+from diffrl_core.config import (
+    DEFAULT_HEADS,
+    DEFAULT_LOSSES,
+    DEFAULT_POSTPROCESSOR,
+    DISCRETE_HEAD,
+    ENTROPY_LOSS,
+    ON_POLICY_UNBOUNDED_POSTPROCESSOR,
+)
 
 CORE = Path(__file__).resolve().parents[1] / "diffrl_core"
 GLOBAL_HOST = {"load_plugins", "default_host", "use_host", "_host"}
@@ -30,7 +37,8 @@ def test_nothing_under_sb3_reaches_the_global_plugin_host() -> None:
 
 
 def test_each_default_component_name_is_written_once() -> None:
-    defaults = {*DEFAULT_HEADS.values(), *DEFAULT_LOSSES.values(), DEFAULT_POSTPROCESSOR}
+    defaults = {*DEFAULT_HEADS.values(), *DEFAULT_LOSSES.values(), DEFAULT_POSTPROCESSOR, DISCRETE_HEAD,
+                ENTROPY_LOSS, ON_POLICY_UNBOUNDED_POSTPROCESSOR}
     # where a name may stand: the defaults table, and the built-in plugin that registers its own names
     allowed = {CORE / "config.py", CORE / "builtin" / "plugin.py"}
     found = []

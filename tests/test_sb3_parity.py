@@ -140,7 +140,8 @@ def test_the_names_a_config_may_use_are_the_keys_of_the_tables_they_are_looked_u
     assert set(typing.get_args(FeaturesExtractorName)) == set(FEATURES_EXTRACTORS)
     assert set(typing.get_args(OptimizerName)) == set(OPTIMIZERS)
     assert set(typing.get_args(ReplayBufferName)) == set(REPLAY_BUFFERS) == set(REPLAY_BUFFER_KWARGS)
-    assert set(typing.get_args(PolicyConfig.model_fields["activation_fn"].annotation)) == set(ACTIVATIONS)
+    activation = typing.get_args(PolicyConfig.model_fields["activation_fn"].annotation)[0]  # Literal[...] | None
+    assert set(typing.get_args(activation)) == set(ACTIVATIONS)
 
 
 def _config(env: str, algo: str = "sac", **policy: Any) -> dict[str, Any]:
@@ -230,13 +231,27 @@ def _installed(kind: str) -> list[str]:
     return sorted(r.name for r in load_plugins().registry(kind))
 
 
+def _continuous_heads() -> list[tuple[str, str]]:
+    """(head, algo): every head of continuous actions under SAC or TD3, and under PPO where it evaluates actions."""
+    registry = load_plugins().registry("actor_heads")
+    pairs = []
+    for head in _installed("actor_heads"):
+        cls = registry.resolve(head)
+        if cls.action_space_kind == "box":
+            pairs.append((head, "sac" if cls.has_log_prob else "td3"))
+            pairs += [(head, "ppo")] if cls.evaluates_actions else []
+    return pairs
+
+
 @pytest.mark.parametrize("env", [GOAL_ENV, PIXEL_ENV])
-@pytest.mark.parametrize("head", _installed("actor_heads"))
-def test_every_head_acts_and_trains_on_dict_and_image_observations(head: str, env: str) -> None:
+@pytest.mark.parametrize(("head", "algo"), _continuous_heads())
+def test_every_head_acts_and_trains_on_dict_and_image_observations(head: str, algo: str, env: str) -> None:
     cls = load_plugins().registry("actor_heads").resolve(head)
-    algo = "sac" if cls.has_log_prob else "td3"
-    model = make_model(_config(env, algo, head=head, postprocess="identity" if cls.bounded else "tanh",
-                               features_extractor_kwargs={"features_dim": 16} if env == PIXEL_ENV else {}))
+    config = _config(env, algo, head=head, postprocess="identity" if cls.bounded else "tanh",
+                     features_extractor_kwargs={"features_dim": 16} if env == PIXEL_ENV else {})
+    if algo == "ppo":
+        config["algo_kwargs"] = {"n_steps": 16, "batch_size": 8, "n_epochs": 1}
+    model = make_model(config)
     model.learn(30)
     assert model._n_updates > 0
     obs = gym.make(env).reset(seed=0)[0]

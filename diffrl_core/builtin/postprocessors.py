@@ -102,11 +102,13 @@ class ClipToBounds(PostProcessor):
 
     def __init__(self, action_space: spaces.Box) -> None:
         super().__init__(action_space)
-        self.low = th.as_tensor(action_space.low, dtype=th.float32)
-        self.high = th.as_tensor(action_space.high, dtype=th.float32)
+        # float64: the normalized action of a float32 env action x is then exact wherever it can be (x / 2 for
+        # Pendulum's [-2, 2]), and the env gets back the very action stable-baselines3 would send
+        self.low = th.as_tensor(action_space.low, dtype=th.float64)
+        self.high = th.as_tensor(action_space.high, dtype=th.float64)
 
     def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
         low, high = self.low.to(raw_actions.device), self.high.to(raw_actions.device)
-        clipped = th.clamp(raw_actions, low, high)
+        clipped = th.clamp(raw_actions.to(th.float64), low, high)
         # stable-baselines3's scale_action, in its order of operations
-        return 2.0 * ((clipped - low) / (high - low)) - 1.0
+        return (2.0 * ((clipped - low) / (high - low)) - 1.0).to(raw_actions.dtype)

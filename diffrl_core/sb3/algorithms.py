@@ -387,7 +387,7 @@ REPLAY_BUFFERS: dict[str, type[ReplayBuffer] | type[DictReplayBuffer] | type[Her
 }
 
 #: algo -> the composed stable-baselines3 class that trains it
-ALGORITHMS: dict[str, type[ComposedModelMixin]] = {
+ALGORITHMS: dict[str, type[ComposedSAC] | type[ComposedTD3] | type[ComposedPPO] | type[ComposedA2C]] = {
     "sac": ComposedSAC, "td3": ComposedTD3, "ppo": ComposedPPO, "a2c": ComposedA2C,
 }
 

@@ -43,17 +43,13 @@ from diffrl_core.sb3.divergence import component_text, finite_array, nonfinite_a
 from diffrl_core.sb3.policies import POLICIES, alias_of
 
 
-class _ComposedOnPolicyMixin(ComposedModelMixin):
+class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
     """PPO's and A2C's share of :class:`~diffrl_core.sb3.base.ComposedModelMixin`: the rollouts.
 
     ``ent_coef`` is stable-baselines3's: it must be the weight of an ``entropy_bonus`` term of the
     composition when it is not 0 (stable-baselines3's own policy, built without a composition, has
     that term with that weight), so that no coefficient is silently ignored.
     """
-
-    ent_coef: float
-    use_sde: bool
-    action_space: spaces.Space
 
     def _setup_model(self) -> None:
         if self.use_sde:
@@ -71,12 +67,12 @@ class _ComposedOnPolicyMixin(ComposedModelMixin):
                 f"{'one with weight ' + ', '.join(map(str, weights)) if weights else 'none'}. Give the term that "
                 "weight (or leave ent_coef at 0)"
             )
-        self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}  # type: ignore[attr-defined]
+        self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}
         # the policy gets the resolved composition, the saved kwargs stay plain data
         policy_kwargs = self.policy_kwargs
         self.policy_kwargs = {**policy_kwargs, "composition": self.composition}
         try:
-            super()._setup_model()  # type: ignore[misc]
+            super()._setup_model()
         finally:
             self.policy_kwargs = policy_kwargs
         self._loss_terms = self.composition.build_loss_terms()
@@ -100,7 +96,7 @@ class _ComposedOnPolicyMixin(ComposedModelMixin):
     def learn(self, *args: Any, **kwargs: Any) -> Any:
         """SB3's ``learn()``; a distribution refusing NaN parameters becomes a :class:`DivergenceError`."""
         try:
-            return super().learn(*args, **kwargs)  # type: ignore[misc]
+            return super().learn(*args, **kwargs)
         except ValueError as exc:
             if not nonfinite_argument(exc):
                 raise
@@ -108,7 +104,7 @@ class _ComposedOnPolicyMixin(ComposedModelMixin):
             raise DivergenceError(component_text(self.composition.head), "distribution parameter",
                                   self.num_timesteps, str(exc).splitlines()[0]) from exc
 
-    def collect_rollouts(  # type: ignore[override]
+    def collect_rollouts(
         self,
         env: VecEnv,
         callback: BaseCallback,
@@ -164,7 +160,7 @@ class _ComposedOnPolicyMixin(ComposedModelMixin):
             # SB3:         # Otherwise, clip the actions to avoid out of bound error
             # SB3:         # as we are sampling from an unbounded Gaussian distribution
             # SB3:         clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
-            clipped_actions = self.policy.env_actions(actions, explore=True)  # named as SB3 names it, for callbacks
+            clipped_actions = self.policy.env_actions(actions, explore=True)  # type: ignore[operator]
             actions = actions.cpu().numpy()
             # <<< diffrl
 
@@ -224,7 +220,7 @@ class _ComposedOnPolicyMixin(ComposedModelMixin):
         return True
 
 
-class ComposedPPO(_ComposedOnPolicyMixin, PPO):
+class ComposedPPO(_ComposedOnPolicyAlgorithm, PPO):
     """stable-baselines3's PPO with a composed actor and policy loss.
 
     :param composition: the resolved components (see :class:`~diffrl_core.sb3.base.ComposedModelMixin`)
@@ -269,7 +265,7 @@ class ComposedPPO(_ComposedOnPolicyMixin, PPO):
 
                 # >>> diffrl: the head's evaluation of the buffer's raw actions is kept for the loss terms
                 # SB3: values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
-                values, evaluation = self.policy.evaluate(rollout_data.observations, actions)
+                values, evaluation = self.policy.evaluate(rollout_data.observations, actions)  # type: ignore[operator]
                 log_prob, entropy = evaluation.log_prob, evaluation.entropy
                 # <<< diffrl
                 values = values.flatten()
@@ -372,7 +368,7 @@ class ComposedPPO(_ComposedOnPolicyMixin, PPO):
         # <<< diffrl
 
 
-class ComposedA2C(_ComposedOnPolicyMixin, A2C):
+class ComposedA2C(_ComposedOnPolicyAlgorithm, A2C):
     """stable-baselines3's A2C with a composed actor and policy loss.
 
     :param composition: the resolved components (see :class:`~diffrl_core.sb3.base.ComposedModelMixin`)
@@ -406,7 +402,7 @@ class ComposedA2C(_ComposedOnPolicyMixin, A2C):
 
             # >>> diffrl: the head's evaluation of the buffer's raw actions is kept for the loss terms
             # SB3: values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
-            values, evaluation = self.policy.evaluate(rollout_data.observations, actions)
+            values, evaluation = self.policy.evaluate(rollout_data.observations, actions)  # type: ignore[operator]
             log_prob, entropy = evaluation.log_prob, evaluation.entropy
             # <<< diffrl
             values = values.flatten()
@@ -464,7 +460,9 @@ class ComposedA2C(_ComposedOnPolicyMixin, A2C):
 
 #: The stable-baselines3 methods the copies above mirror (checked by :mod:`diffrl_core.sb3.sync`).
 MIRRORED: dict[str, tuple[Any, Any]] = {
-    "OnPolicyAlgorithm.collect_rollouts": (_ComposedOnPolicyMixin.collect_rollouts, OnPolicyAlgorithm.collect_rollouts),
+    "OnPolicyAlgorithm.collect_rollouts": (
+        _ComposedOnPolicyAlgorithm.collect_rollouts, OnPolicyAlgorithm.collect_rollouts
+    ),
     "PPO.train": (ComposedPPO.train, PPO.train),
     "A2C.train": (ComposedA2C.train, A2C.train),
 }

@@ -395,7 +395,7 @@ class _ComposedActorCriticMixin(_ComposedPolicyMixin):
         latent_pi, latent_vf = self._latents(obs)
         values = self.value_net(latent_vf)
         actions, log_prob = self.head.act(latent_pi, deterministic=deterministic)
-        return actions.reshape((-1, *self.action_space.shape)), values, log_prob
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
 
     def evaluate(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, HeadEvaluation]:
         """The values at ``obs`` and the head's evaluation of the raw ``actions`` (log-prob, entropy, parameters)."""
@@ -413,8 +413,11 @@ class _ComposedActorCriticMixin(_ComposedPolicyMixin):
         if not isinstance(self.action_space, spaces.Box):
             return raw_actions.cpu().numpy()
         with th.no_grad():
-            normalized = self.postprocessor(raw_actions, explore=explore)
-        return self.unscale_action(normalized.cpu().numpy())  # type: ignore[attr-defined]
+            normalized = self.postprocessor(raw_actions, explore=explore).cpu().numpy()
+        # stable-baselines3's unscale_action in float64: a normalized action that is exactly x / 2 (as
+        # clip_to_bounds gives for Pendulum's [-2, 2]) comes back as exactly x, the action SB3 would send
+        low, high = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
+        return (low + 0.5 * (normalized.astype(np.float64) + 1.0) * (high - low)).astype(self.action_space.dtype)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         raw_actions = self.head(self._actor_latent(observation), deterministic=deterministic)
