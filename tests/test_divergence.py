@@ -30,7 +30,7 @@ import gymnasium
 import torch as th
 
 from diffrl_core import hookimpl
-from diffrl_core.builtin.losses import QValueLoss
+from diffrl_core.builtin.losses import PolicyGradientLoss, QValueLoss
 from diffrl_core.builtin.postprocessors import Identity
 from diffrl_plugin_gaussian.heads import SquashedGaussianHead
 
@@ -69,6 +69,18 @@ class NanGradientLoss(QValueLoss):
         return value
 
 
+class NanPolicyGradient(PolicyGradientLoss):
+    """On-policy: a NaN value, or a finite value whose gradient is infinite (sqrt at 0)."""
+
+    def __call__(self, ctx):
+        value = super().__call__(ctx)
+        if fire("loss"):
+            return value * float("nan")
+        if fire("gradient"):
+            return value + th.sqrt(ctx.log_prob - ctx.log_prob.detach()).sum()
+        return value
+
+
 class NanPostprocessor(Identity):
     def forward(self, raw_actions, explore=False):
         return raw_actions * float("nan") if fire("postprocess") else raw_actions
@@ -92,6 +104,7 @@ def register_actor_heads(register):
 def register_loss_terms(register):
     register("nan_loss", "faulty_components:NanLoss")
     register("nan_gradient_loss", "faulty_components:NanGradientLoss")
+    register("nan_policy_gradient", "faulty_components:NanPolicyGradient")
 
 
 @hookimpl
@@ -250,3 +263,39 @@ def test_a_diverged_model_is_never_saved_as_a_checkpoint(faulty: ModuleType, tmp
 
 def test_gymnasium_registry_is_left_clean(faulty: ModuleType) -> None:
     assert "faulty/NanPendulum-v0" in gymnasium.registry
+
+
+# -- PPO and A2C ---------------------------------------------------------------------------------
+
+
+def _on_policy(algo: str, env: str = "Pendulum-v1", **policy: Any) -> dict[str, Any]:
+    return {"env": env, "algo": algo, "seed": 0, "policy": {"net_arch": [8], **policy},
+            "algo_kwargs": {"n_steps": 32, **({"batch_size": 16, "n_epochs": 2} if algo == "ppo" else {})}}
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+@pytest.mark.parametrize("fault", ["loss", "gradient"])
+def test_on_policy_a_non_finite_loss_term_or_gradient_stops_before_the_step(faulty: ModuleType, algo: str,
+                                                                           fault: str) -> None:
+    model = make_model(_on_policy(algo, losses=[{"name": "nan_policy_gradient"}]))
+    faulty.FAULT.update(what=fault, calls=0, after=2)
+    named = "loss term 'nan_policy_gradient'.*non-finite value" if fault == "loss" else "non-finite gradient"
+    with pytest.raises(DivergenceError, match=named):
+        model.learn(320)
+    assert all(bool(th.isfinite(p).all()) for p in model.policy.parameters())
+
+
+def test_on_policy_a_nan_observation_is_caught_before_the_rollout_buffer(faulty: ModuleType) -> None:
+    model = make_model(_on_policy("ppo", env="faulty/NanPendulum-v0"))
+    faulty.FAULT.update(what="env", calls=0, after=20)
+    with pytest.raises(DivergenceError, match="training diverged at step 21: env 'faulty/NanPendulum-v0'.*"
+                                              "non-finite observation"):
+        model.learn(100)
+    assert model.rollout_buffer.pos == 20
+
+
+def test_on_policy_a_head_emitting_nan_is_named(faulty: ModuleType) -> None:
+    model = make_model(_on_policy("ppo", head="nan_head"))
+    faulty.FAULT.update(what="head", calls=0, after=5)
+    with pytest.raises(DivergenceError, match="head 'nan_head' \\(plugin 'faulty'"):
+        model.learn(100)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch as th
 
-from diffrl_core.components import ActorLossContext, LossOutput, LossTerm, OnPolicyLossContext
+from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, LossTerm, OnPolicyLossContext
 
 
 class QValueLoss(LossTerm):
@@ -43,6 +43,13 @@ class PPOClipLoss(LossTerm):
     on_policy = True
     requires = frozenset({"log_prob"})
 
+    @classmethod
+    def check_compatible(cls, head: type[ActorHead], algo: str) -> str | None:
+        if algo == "a2c":  # one gradient step per rollout: the ratio is always 1 and nothing is clipped
+            return "is PPO's clipped surrogate; A2C takes one gradient step per rollout (the ratio is always 1): use " \
+                   "its policy gradient term"
+        return super().check_compatible(head, algo)
+
     def __init__(self, clip_range: float | None = None) -> None:
         if clip_range is not None and not (isinstance(clip_range, (int, float)) and clip_range > 0):
             raise ValueError(f"clip_range must be a positive number (or null for PPO's own), got {clip_range!r}")
@@ -50,8 +57,7 @@ class PPOClipLoss(LossTerm):
 
     def __call__(self, ctx: OnPolicyLossContext) -> LossOutput:
         clip_range = self.clip_range if self.clip_range is not None else ctx.clip_range
-        if clip_range is None:
-            raise ValueError("ppo_clip needs a clip range: PPO's own, or the term's kwarg clip_range under A2C")
+        assert clip_range is not None, "composition refuses ppo_clip outside PPO"
         advantages = ctx.advantages
         # the same operations as stable-baselines3's PPO.train, so the default composition is SB3's to the bit
         ratio = th.exp(ctx.log_prob - ctx.old_log_prob)

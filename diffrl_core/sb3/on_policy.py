@@ -39,7 +39,13 @@ from diffrl_core.config import ENTROPY_LOSS
 from diffrl_core.errors import ConfigError, DivergenceError
 from diffrl_core.resolve import composition_for_sb3
 from diffrl_core.sb3.base import ComposedModelMixin
-from diffrl_core.sb3.divergence import component_text, finite_array, nonfinite_argument
+from diffrl_core.sb3.divergence import (
+    component_text,
+    finite_array,
+    gradients_finite,
+    nonfinite_argument,
+    sentinel_parameters,
+)
 from diffrl_core.sb3.policies import POLICIES, alias_of
 
 
@@ -76,13 +82,28 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
         finally:
             self.policy_kwargs = policy_kwargs
         self._loss_terms = self.composition.build_loss_terms()
+        # non-finite gradients are refused before the step (SB3's gradient clipping would spread them)
+        self.policy.optimizer.register_step_pre_hook(self._gradient_guard())
+
+    def _gradient_guard(self) -> Any:
+        sentinels = sentinel_parameters(self.policy.optimizer)
+
+        def check(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            if not gradients_finite(sentinels):
+                raise DivergenceError(f"the update of {self._composition_text()}", "gradient", self.num_timesteps,
+                                      "every loss value was finite")
+
+        return check
+
+    def _composition_text(self) -> str:
+        assert self.composition is not None
+        parts = [self.composition.head, self.composition.postprocessor, *self.composition.loss_terms]
+        return ", ".join(map(component_text, parts))
 
     def check_loss(self, value: float, what: str) -> None:
         """Stop with a :class:`DivergenceError` when a loss value is not finite, before the optimizer steps."""
         if not math.isfinite(value):
-            assert self.composition is not None
-            parts = [component_text(self.composition.head), *map(component_text, self.composition.loss_terms)]
-            raise DivergenceError(what, "value", self.num_timesteps, f"the update of {', '.join(parts)}")
+            raise DivergenceError(what, "value", self.num_timesteps, f"in the update of {self._composition_text()}")
 
     def check_env_output(self, actions: np.ndarray, observations: Any, rewards: np.ndarray) -> None:
         """The env's action, observations and rewards must be finite before they reach the rollout buffer."""
@@ -165,11 +186,11 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
             # <<< diffrl
 
             new_obs, rewards, dones, infos = env.step(clipped_actions)
-            # >>> diffrl: what the env returned, checked before it reaches the rollout buffer
-            self.check_env_output(clipped_actions, new_obs, rewards)
-            # <<< diffrl
 
             self.num_timesteps += env.num_envs
+            # >>> diffrl: what the env returned, checked before the callbacks and the rollout buffer see it
+            self.check_env_output(clipped_actions, new_obs, rewards)
+            # <<< diffrl
 
             # Give access to local variables
             callback.update_locals(locals())
