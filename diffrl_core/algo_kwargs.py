@@ -205,7 +205,8 @@ class _OnPolicyKwargs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     learning_rate: Annotated[float, Field(gt=0)] | Callable[[float], float] = Field(
-        None, description="the optimizer's step size (from Python also a schedule: a callable of the remaining "
+        None, description="the optimizer's step size (Adam; RMSprop for A2C) (from Python also a schedule: a "
+        "callable of the remaining "
         "progress, 1 -> 0, as stable-baselines3 takes)"
     )
     n_steps: int = Field(None, ge=1, description="env steps per env collected before each update (the rollout)")

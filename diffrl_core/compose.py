@@ -24,11 +24,11 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.preprocessing import get_action_dim, is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, Config, parse_config
+from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, ON_POLICY_ALGOS, Config, parse_config
 from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError, message_of
 from diffrl_core.kinds import COMPONENT_KINDS
 from diffrl_core.plugins import default_host
-from diffrl_core.resolve import check_action_space, check_env_id, resolve_composition, resolve_saved
+from diffrl_core.resolve import check_action_space, check_env_id, check_names, resolve_composition, resolve_saved
 from diffrl_core.sb3.algorithms import ALGORITHMS, REPLAY_BUFFERS
 from diffrl_core.sb3.policies import POLICIES, policy_alias
 from diffrl_core.strict_yaml import shorten
@@ -110,10 +110,15 @@ def make_model(
     """
     config = parse_config(config)
     host = host or default_host()
-    composition = resolve_composition(config, host)  # names and compatibility, before an env is made
+    # names and compatibility before an env is made, unless the default head depends on its action space (PPO/A2C)
+    head_from_env = config.policy.head is None and config.algo in ON_POLICY_ALGOS
+    if not head_from_env:
+        composition = resolve_composition(config, host)
+    else:
+        check_names(config, host)
     if env is None:
         env = make_env(config, host)
-    if config.head_for(env.action_space) != config.head:  # PPO/A2C's default head for Discrete actions
+    if head_from_env:
         composition = resolve_composition(config, host, env.action_space)
     check_action_space(composition, env.action_space, config.env)
 

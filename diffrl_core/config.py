@@ -149,21 +149,23 @@ class PolicyConfig(_Strict):
     )
     head: str | None = Field(
         None,
-        description="actor head, by name (`diffrl list actor_heads`); unset: the head of stable-baselines3's own actor",
+        description="actor head, by name (`diffrl list actor_heads`); unset: the head of stable-baselines3's own actor "
+        "(PPO, A2C: `categorical` for a Discrete action space)",
     )
     head_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the head")
     losses: list[LossSpec] | None = Field(
         None, min_length=1,
         description=(
             "actor loss terms, summed in this order (`diffrl list loss_terms`); "
-            "unset: stable-baselines3's own actor loss"
+            "unset: stable-baselines3's own actor loss (PPO, A2C: `entropy_bonus` weighted by `algo_kwargs.ent_coef`)"
         ),
     )
     postprocess: str = Field(
         DEFAULT_POSTPROCESSOR,
         description=(
             "action post-processor, by name (`diffrl list postprocessors`): "
-            "the head's raw actions -> actions in [-1, 1]"
+            "the head's raw actions -> actions in [-1, 1]; unset under PPO and A2C after an unbounded head: "
+            "`clip_to_bounds` (stable-baselines3's clipping to the env's bounds)"
         ),
     )
     postprocess_kwargs: dict[str, Any] = Field(
@@ -210,7 +212,8 @@ class LoggingConfig(_Strict):
     """The ``logging`` section: what ``diffrl train`` logs to ``RUN_DIR/logs`` and the terminal."""
 
     log_interval: int = Field(
-        4, ge=1, description="dump the logs every this many episodes (stable-baselines3's `log_interval`)"
+        4, ge=1, description="dump the logs every this many episodes (SAC, TD3) or rollouts (PPO, A2C) "
+        "(stable-baselines3's `log_interval`)"
     )
     tensorboard: bool = Field(True, description="write TensorBoard events to `logs/`")
     csv: bool = Field(True, description="write `logs/progress.csv`")
@@ -243,14 +246,14 @@ class Config(_Strict):
     algo_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description=(
-            "keyword arguments of stable-baselines3's `SAC` / `TD3` (`learning_rate`, `buffer_size`, "
+            "keyword arguments of stable-baselines3's `SAC` / `TD3` / `PPO` / `A2C` (`learning_rate`, `buffer_size`, "
             "`learning_starts`, `batch_size`, `tau`, `gamma`, `train_freq`, `gradient_steps`, `ent_coef`, "
-            "`policy_delay`, `device`, ...); "
+            "`policy_delay`, `n_steps`, `n_epochs`, `clip_range`, `gae_lambda`, `device`, ...: the rows below); "
             "keys set elsewhere in the config (`policy`, `seed`, `action_noise`, ...) are refused"
         ),
     )
     action_noise: ActionNoiseSpec | None = Field(
-        None, description="exploration noise added to the normalized action (`null`: none)"
+        None, description="SAC, TD3: exploration noise added to the normalized action (`null`: none)"
     )
     total_timesteps: int = Field(20_000, ge=1, description="env steps to train for (over all envs)")
     seed: int | None = Field(
@@ -299,6 +302,9 @@ _POLICY_KEYS_OF = {
     "n_critics": (("sac", "td3"), "PPO and A2C have one value function, no Q-networks"),
     "ortho_init": (ON_POLICY_ALGOS, "SAC and TD3 keep PyTorch's initialization"),
 }
+#: top-level keys that only the off-policy algorithms have: key -> why
+_OFF_POLICY_KEYS = {"action_noise": "PPO and A2C explore by sampling their head (or with an exploration-noise "
+                                    "post-processor)"}
 
 
 def policy_errors(config: Config) -> list[dict[str, Any]]:
@@ -309,6 +315,9 @@ def policy_errors(config: Config) -> list[dict[str, Any]]:
         if getattr(policy, key) is not None and algo not in algos:
             errors.append({"loc": ("policy", key), "type": "reserved",
                            "msg": f"only for algo {' or '.join(algos)}: {why}; remove it"})
+    for key, why in _OFF_POLICY_KEYS.items():
+        if getattr(config, key) is not None and algo in ON_POLICY_ALGOS:
+            errors.append({"loc": (key,), "type": "reserved", "msg": f"only for algo sac or td3: {why}; remove it"})
     if isinstance(policy.net_arch, dict):
         wrong = "qf" if algo in ON_POLICY_ALGOS else "vf"
         right = "vf" if wrong == "qf" else "qf"

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from diffrl_core.algo_kwargs import ALGO_KWARGS
-from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, Config
+from diffrl_core.config import DEFAULT_HEADS, Config, default_losses
 
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
@@ -36,7 +36,8 @@ COMMAND = "python -m diffrl_core.config_reference"
 #: key path -> algo -> the default a config gets when it leaves the key unset
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     "policy.head": dict(DEFAULT_HEADS),
-    "policy.losses": {algo: [{"name": loss}] for algo, loss in DEFAULT_LOSSES.items()},
+    "policy.losses": {algo: [{"name": name, "weight": weight} if weight != 1.0 else {"name": name}
+                             for name, weight in default_losses(algo)] for algo in DEFAULT_HEADS},
 }
 
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", Any: "any"}
@@ -60,11 +61,13 @@ def rows(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[tuple[st
 
 
 #: algo_kwargs whose check is a validator function: their type as the reference states it
-_CHECKED_TYPES = {
+_CHECKED_TYPES: dict[str | tuple[str, str], str] = {
     "learning_rate": "number > 0",
     "train_freq": "integer >= 1, or `[N, step]` / `[N, episode]`",
     "gradient_steps": "integer >= -1",
-    "ent_coef": "number > 0, `auto` or `auto_<number > 0>`",
+    ("ent_coef", "sac"): "number > 0, `auto` or `auto_<number > 0>`",
+    "clip_range": "number > 0",
+    "clip_range_vf": "number > 0",
     "target_entropy": "number or `auto`",
     "sde_sample_freq": "integer >= 1, or -1",
     "device": "`auto`, `cpu`, `cuda`, `cuda:<N>`, `mps` or `xpu`",
@@ -72,17 +75,20 @@ _CHECKED_TYPES = {
 
 
 def algo_kwargs_rows() -> Iterator[tuple[str, str, str, str]]:
-    """A row per keyword of stable-baselines3's SAC / TD3 that ``algo_kwargs`` may set (checked as documented)."""
-    owners: dict[str, list[str]] = {}
-    fields: dict[str, FieldInfo] = {}
+    """A row per keyword of stable-baselines3's algorithms that ``algo_kwargs`` may set (checked as documented).
+
+    A keyword that means or takes something else under some algorithms (``n_steps``, ``ent_coef``,
+    ``batch_size``) gets one row per meaning, naming its algorithms.
+    """
+    variants: dict[str, dict[tuple[str, str], list[str]]] = {}
     for algo, model in ALGO_KWARGS.items():
         for name, field in model.model_fields.items():
-            owners.setdefault(name, []).append(algo)
-            fields.setdefault(name, field)
-    for name, field in fields.items():
-        only = "" if len(owners[name]) == len(ALGO_KWARGS) else f" ({' and '.join(owners[name])} only)"
-        text = _CHECKED_TYPES.get(name) or type_of(field)
-        yield f"algo_kwargs.{name}", text, "stable-baselines3's", (field.description or "") + only
+            text = _CHECKED_TYPES.get((name, algo)) or _CHECKED_TYPES.get(name) or type_of(field)
+            variants.setdefault(name, {}).setdefault((text, field.description or ""), []).append(algo)
+    for name, meanings in variants.items():
+        for (text, description), algos in meanings.items():
+            only = "" if len(algos) == len(ALGO_KWARGS) else f" ({', '.join(algos)} only)"
+            yield f"algo_kwargs.{name}", text, "stable-baselines3's", description + only
 
 
 def type_of(field: FieldInfo) -> str:

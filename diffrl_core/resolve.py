@@ -203,7 +203,10 @@ def check_names(config: Config, host: PluginHost) -> None:
     :raises UnknownNameError: naming the config key and the closest registered names
     """
     head, post, losses = named_components(config)
-    for kind, named in [(ACTOR_HEADS, head), (POSTPROCESSORS, post), *((LOSS_TERMS, loss) for loss in losses)]:
+    wanted = [(POSTPROCESSORS, post), *((LOSS_TERMS, loss) for loss in losses)]
+    if config.policy.head is not None or config.algo not in ON_POLICY_ALGOS:  # else it depends on the action space
+        wanted.insert(0, (ACTOR_HEADS, head))
+    for kind, named in wanted:
         host.registry(kind.name).get(named.name, where=named.name_key)
     check_env_id(config.env, host)
 

@@ -264,3 +264,24 @@ def test_a_bad_on_policy_combination_exits_2_from_the_cli_naming_it(tmp_path: Pa
                              str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "head 'deterministic'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_default_head_of_a_discrete_env_needs_no_gaussian_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PPO/A2C on CartPole with no head: categorical (core), even with diffrl-plugin-gaussian disabled."""
+    from diffrl_core.config import parse_config
+    from diffrl_core.plugins import PluginHost
+    from diffrl_core.resolve import check_names
+
+    monkeypatch.setenv("DIFFRL_DISABLE_PLUGINS", "gaussian")
+    host = PluginHost().load()
+    config = parse_config({"env": DISCRETE_ENV, "algo": "ppo", "policy": {"postprocess": "identity"}})
+    check_names(config, host)
+    model = make_model(config, host=host)
+    assert model.composition.head.name == "categorical"
+
+
+def test_action_noise_is_refused_under_on_policy_algorithms() -> None:
+    config = _config("ppo")
+    config["action_noise"] = {"type": "normal", "sigma": 0.1}
+    with pytest.raises(ConfigError, match=r"action_noise: only for algo sac or td3"):
+        make_model(config)
