@@ -299,3 +299,11 @@ def test_on_policy_a_head_emitting_nan_is_named(faulty: ModuleType) -> None:
     faulty.FAULT.update(what="head", calls=0, after=5)
     with pytest.raises(DivergenceError, match="head 'nan_head' \\(plugin 'faulty'"):
         model.learn(100)
+
+
+def test_on_policy_a_post_processor_emitting_nan_is_named_before_the_env_gets_it(faulty: ModuleType) -> None:
+    model = make_model(_on_policy("a2c", head="beta", postprocess="nan_postprocess"))
+    faulty.FAULT.update(what="postprocess", calls=0, after=5)
+    with pytest.raises(DivergenceError, match="post-processor 'nan_postprocess' \\(plugin 'faulty'.*non-finite action"):
+        model.learn(100)
+    assert model.num_timesteps == 5

@@ -105,11 +105,17 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
         if not math.isfinite(value):
             raise DivergenceError(what, "value", self.num_timesteps, f"in the update of {self._composition_text()}")
 
-    def check_env_output(self, actions: np.ndarray, observations: Any, rewards: np.ndarray) -> None:
-        """The env's action, observations and rewards must be finite before they reach the rollout buffer."""
-        if not finite_array(actions):
-            assert self.composition is not None
-            raise DivergenceError(component_text(self.composition.head), "action", self.num_timesteps)
+    def check_actions(self, raw_actions: np.ndarray, env_actions: np.ndarray) -> None:
+        """The head's raw actions and the env's must be finite before the env gets them."""
+        assert self.composition is not None
+        if not finite_array(raw_actions):
+            raise DivergenceError(component_text(self.composition.head), "raw action", self.num_timesteps)
+        if not finite_array(env_actions):
+            raise DivergenceError(component_text(self.composition.postprocessor), "action", self.num_timesteps,
+                                  "its input, the head's raw action, is finite")
+
+    def check_env_output(self, observations: Any, rewards: np.ndarray) -> None:
+        """The env's observations and rewards must be finite before the callbacks and the rollout buffer see them."""
         for what, value in (("observation", observations), ("reward", rewards)):
             if not finite_array(value):
                 raise DivergenceError(self.env_label(), what, self.num_timesteps, "the action it was given is finite")
@@ -183,13 +189,14 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
             # SB3:         clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
             clipped_actions = self.policy.env_actions(actions, explore=True)  # type: ignore[operator]
             actions = actions.cpu().numpy()
+            self.check_actions(actions, clipped_actions)
             # <<< diffrl
 
             new_obs, rewards, dones, infos = env.step(clipped_actions)
 
             self.num_timesteps += env.num_envs
             # >>> diffrl: what the env returned, checked before the callbacks and the rollout buffer see it
-            self.check_env_output(clipped_actions, new_obs, rewards)
+            self.check_env_output(new_obs, rewards)
             # <<< diffrl
 
             # Give access to local variables
