@@ -28,6 +28,14 @@ in ``docs/plugins.md``, up to 0.007 for a heavily saturated mixture):
   silently.
 - ``same_distribution``: ``forward(deterministic=False)`` and ``sample()`` are compared per
   action dimension with a two-sample Kolmogorov-Smirnov test.
+- ``evaluate_actions`` (not statistical; heads that declare ``evaluates_actions``, which PPO and
+  A2C need): :meth:`~diffrl_core.components.ActorHead.evaluate_actions` of given raw actions
+  returns a finite log-prob of shape ``(batch,)`` and an entropy that is None or finite of that
+  shape; its log-prob agrees with :meth:`~diffrl_core.components.ActorHead.act`'s for
+  ``act()``'s own actions (what the rollout buffer stores as the old log-prob, so a wrong one
+  biases every likelihood ratio) and, for a head whose ``sample()`` gives a log-prob, with
+  ``sample().log_prob`` for ``sample().actions`` (compared in float64, away from the bounds of
+  a squashed head); and it is differentiable w.r.t. the head's parameters.
 """
 
 from __future__ import annotations
@@ -42,7 +50,14 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     import torch as th
 
-    from diffrl_core.components import ActorHead, ActorLossContext, LossTerm, PostProcessor
+    from diffrl_core.components import (
+        ActorHead,
+        ActorLossContext,
+        HeadEvaluation,
+        LossTerm,
+        OnPolicyLossContext,
+        PostProcessor,
+    )
 
 #: What each property means, by its key: the keys appear in every :class:`ConformanceError`.
 PROPERTIES: dict[str, str] = {
@@ -56,6 +71,8 @@ PROPERTIES: dict[str, str] = {
     "identity_when_bounded": "an identity_when_bounded post-processor returns raw actions in [-1, 1] unchanged",
     "declarations": "the head does what its class attributes declare",
     "sde": "a head that supports_sde builds for gSDE, and its exploration noise changes only with reset_noise()",
+    "evaluate_actions": "a head that evaluates_actions gives the log-prob of given actions: finite, that of act() "
+                        "and sample() for their own actions, and differentiable",
 }
 
 #: The nominal chance that a correct component fails one statistical check, for a given seed.
@@ -301,8 +318,13 @@ def check_log_prob_gradient(head: ActorHead, latent: th.Tensor, name: str, seed:
 # -- (c) loss terms' gradients ---------------------------------------------------------------
 
 
-def check_loss_gradient(term: LossTerm, ctx: ActorLossContext, parameters: Sequence[th.Tensor], name: str) -> None:
-    """Property (c): ``term(ctx)`` is a scalar whose gradient reaches ``parameters`` (the actor's)."""
+def check_loss_gradient(term: LossTerm, ctx: ActorLossContext | OnPolicyLossContext, parameters: Sequence[th.Tensor],
+                        name: str) -> None:
+    """Property (c): ``term(ctx)`` is a scalar whose gradient reaches ``parameters`` (the actor's).
+
+    :param ctx: the context training builds: an :class:`~diffrl_core.components.ActorLossContext` for an
+        off-policy term, an :class:`~diffrl_core.components.OnPolicyLossContext` for an ``on_policy`` one
+    """
     import torch as th
 
     output = term(ctx)
@@ -463,6 +485,131 @@ def check_same_distribution(head: ActorHead, latent: th.Tensor, name: str, seed:
                            f"std {float(sampled[:, j].std()):.4g}) is {d:.4f} > {critical:.4f}")
 
 
+# -- the log-prob of given actions (PPO, A2C) ------------------------------------------------
+
+#: Tolerances of ``evaluate_actions``' agreement with ``act()`` (``allclose``): the same density of the same
+#: actions, computed along two code paths, differs by rounding only (~1e-6 in float32); a wrong one by far more.
+EVALUATE_RTOL = 1e-4
+EVALUATE_ATOL = 1e-4
+
+#: Tolerances of its agreement with ``sample()``, looser (see :func:`_check_against_sample`): a squashed head's
+#: ``evaluate_actions`` recovers the pre-squash value from the action, which rounding moves by up to ~1e-10
+#: (float64), and a log-prob ``log N(u; mean, std)`` amplifies that by ``|u - mean| / std^2`` (~1e7 when a
+#: trained std reaches 1e-6 or less). Still far below what a constant or a missing Jacobian term moves it.
+SAMPLE_RTOL = 1e-3
+SAMPLE_ATOL = 1e-3
+
+#: ``sample()`` is compared only on rows whose raw actions all lie this far inside ``[-1, 1]`` (bounded heads).
+BOUND_MARGIN = 1e-6
+
+
+def check_evaluate_actions(head: ActorHead, latent: th.Tensor, name: str, seed: int = 0) -> None:
+    """Property ``evaluate_actions`` for a head that declares ``evaluates_actions`` (see the module's docstring).
+
+    :param head: the head
+    :param latent: latent features, shape ``(batch, latent_dim)``
+    :param name: how messages name the head
+    :param seed: the seed of the actions drawn
+    """
+    import torch as th
+
+    latent = latent.detach()
+    n = latent.shape[0]
+    acted: dict[bool, tuple[th.Tensor, th.Tensor]] = {}
+    evaluated: dict[bool, HeadEvaluation] = {}
+    try:
+        with th.no_grad():
+            mode = head(latent, deterministic=True)
+            for deterministic in (False, True):
+                with seeded(seed):
+                    acted[deterministic] = head.act(latent, deterministic=deterministic)
+                evaluated[deterministic] = head.evaluate_actions(latent, acted[deterministic][0])
+    except Exception as exc:
+        raise fail(name, "evaluate_actions", f"act() or evaluate_actions() raised {type(exc).__name__}: {exc}") from exc
+    for deterministic, (actions, act_log_prob) in acted.items():
+        act = f"act(deterministic={deterministic})"
+        if tuple(actions.shape) != tuple(mode.shape):
+            raise fail(name, "evaluate_actions", f"{act} returned actions of shape {tuple(actions.shape)}, but "
+                                                 f"forward() returns {tuple(mode.shape)}")
+        _check_finite_per_row(act_log_prob, n, name, f"{act}'s log-prob")
+        evaluation = evaluated[deterministic]
+        _check_finite_per_row(evaluation.log_prob, n, name, f"evaluate_actions(latent, {act}'s actions).log_prob")
+        if evaluation.entropy is not None:
+            _check_finite_per_row(evaluation.entropy, n, name, "evaluate_actions().entropy (or None)")
+        _check_agreement(evaluation.log_prob, act_log_prob, name, f"evaluate_actions(latent, {act}'s actions)",
+                         f"{act}'s own log-prob (what the rollout buffer stores: every likelihood ratio would be off)")
+    if head.has_log_prob:
+        _check_against_sample(head, latent, name, seed)
+    parameters = [p for p in head.parameters() if p.requires_grad]
+    if parameters:
+        with th.enable_grad():
+            log_prob = head.evaluate_actions(latent, acted[False][0]).log_prob
+            grads = th.autograd.grad(log_prob.sum(), parameters, allow_unused=True) if log_prob.requires_grad else ()
+        if not any(g is not None and bool(g.abs().sum() > 0) for g in grads):
+            raise fail(name, "evaluate_actions", "evaluate_actions().log_prob does not depend differentiably on the "
+                                                 "head's parameters, so the policy loss cannot train the head "
+                                                 "(computed under torch.no_grad(), or from .detach()ed parameters?)")
+
+
+def _check_finite_per_row(values: th.Tensor, n: int, name: str, what: str) -> None:
+    import torch as th
+
+    if not isinstance(values, th.Tensor) or tuple(values.shape) != (n,) or not bool(th.isfinite(values).all()):
+        got = (tuple(values.shape), "finite" if bool(th.isfinite(values).all()) else "not finite") \
+            if isinstance(values, th.Tensor) else type(values).__name__
+        raise fail(name, "evaluate_actions", f"{what} must be finite with shape ({n},), got {got}")
+
+
+def _check_agreement(evaluated: th.Tensor, expected: th.Tensor, name: str, what: str, other: str,
+                     rtol: float = EVALUATE_RTOL, atol: float = EVALUATE_ATOL) -> None:
+    import torch as th
+
+    if not th.allclose(evaluated, expected.to(evaluated.dtype), rtol=rtol, atol=atol):
+        error = (evaluated - expected).abs()
+        row = int(error.argmax())
+        raise fail(name, "evaluate_actions", f"{what}.log_prob differs from {other}: {float(evaluated[row]):.6g} vs "
+                                             f"{float(expected[row]):.6g} at row {row} (max |difference| "
+                                             f"{float(error.max()):.3g} over {len(error)} rows)")
+
+
+def _check_against_sample(head: ActorHead, latent: th.Tensor, name: str, seed: int) -> None:
+    """``evaluate_actions`` of ``sample().actions`` agrees with ``sample().log_prob`` (where sample() gives one).
+
+    Both are computed in float64 on a copy of the head, within :data:`SAMPLE_RTOL` and
+    :data:`SAMPLE_ATOL`. Why float64: a squashed head's ``sample()`` computes the log-prob from the
+    pre-squash value ``u`` it drew, while ``evaluate_actions`` must recover ``u`` from the action
+    ``a = tanh(u)`` (``atanh``; ``beta``'s ``x = (a + 1) / 2`` likewise), which loses about
+    ``eps / (1 - |a|)`` of it near the bounds. In float32 (eps ~ 6e-8) that moves a unit Gaussian's
+    log-prob by ~1e-4 already at ``|a| = 0.999``: a correct head would fail the tolerances. In float64
+    (eps ~ 1e-16) the loss stays below ~1e-10 on rows whose actions all lie :data:`BOUND_MARGIN` inside
+    the bounds, the only rows compared for a bounded head (a float64 tanh rounds to exactly 1 beyond
+    ``|u| ~ 19``, where nothing can recover ``u``).
+    """
+    import torch as th
+
+    head64 = copy.deepcopy(head).double()
+    latent64 = latent.double()
+    try:
+        with seeded(seed), th.no_grad():
+            sample = head64.sample(latent64)
+            if sample.log_prob is None:
+                return  # no density of its own sample to agree with (e.g. a discrete head's default sample())
+            evaluation = head64.evaluate_actions(latent64, sample.actions)
+    except Exception as exc:
+        raise fail(name, "evaluate_actions", f"in float64, sample() or evaluate_actions() raised "
+                                             f"{type(exc).__name__}: {exc}") from exc
+    _check_finite_per_row(evaluation.log_prob, latent.shape[0], name, "evaluate_actions(latent, sample().actions)"
+                                                                      ".log_prob")
+    keep = th.ones(latent.shape[0], dtype=th.bool)
+    if head.bounded:
+        keep = sample.actions.reshape(latent.shape[0], -1).abs().amax(dim=1) < 1.0 - BOUND_MARGIN
+    if bool(keep.any()):
+        _check_agreement(evaluation.log_prob[keep], sample.log_prob[keep], name,
+                         "evaluate_actions(latent, sample().actions)",
+                         "sample().log_prob: the two describe different densities (a constant or a Jacobian term "
+                         "in one of them only?)", rtol=SAMPLE_RTOL, atol=SAMPLE_ATOL)
+
+
 # -- quantiles without scipy -----------------------------------------------------------------
 
 
@@ -482,6 +629,7 @@ __all__ = [
     "UncheckedWarning",
     "check_deterministic",
     "check_density",
+    "check_evaluate_actions",
     "check_log_prob_gradient",
     "check_loss_gradient",
     "check_postprocessor",

@@ -4,8 +4,9 @@ A plugin distribution's tests usually need three things, all here:
 
 - :func:`check_plugin` / :func:`check_component` / :func:`check_composition`: the
   conformance check. It composes a model that uses the component (choosing partner
-  components that fit it), trains it briefly, checks what the component declares against
-  what it does (log-prob, bounds, stochasticity, gradients reaching the actor), checks that
+  components that fit it: SAC or TD3; PPO, or A2C, for on-policy loss terms and discrete heads),
+  trains it briefly, checks what the component declares against what it does (log-prob,
+  bounds, stochasticity, gradients reaching the actor, log-probs of given actions), checks that
   ``predict`` returns in-bounds actions for one and for a batch of observations, saves the
   model and loads it **in a fresh Python process** through the registries, where the
   deterministic actions must be the same. It raises :class:`ConformanceError` (an
@@ -43,7 +44,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from gymnasium import spaces
 
-from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, DEFAULT_POSTPROCESSOR
+from diffrl_core.config import (
+    DEFAULT_HEADS,
+    DEFAULT_LOSSES,
+    DEFAULT_POSTPROCESSOR,
+    ON_POLICY_ALGOS,
+    ON_POLICY_UNBOUNDED_POSTPROCESSOR,
+)
 from diffrl_core.conformance import FALSE_ALARM_RATE, PROPERTIES, ConformanceError, UncheckedWarning, fail
 from diffrl_core.errors import DiffRLError, PluginLoadError
 from diffrl_core.gradcheck import GradcheckResult, check_gradients
@@ -61,6 +68,7 @@ __all__ = [
     "UncheckedWarning",
     "GradcheckResult",
     "TINY",
+    "TINY_ON_POLICY",
     "check_component",
     "check_composition",
     "check_compositions",
@@ -71,14 +79,22 @@ __all__ = [
     "registered_plugin",
 ]
 
-#: What the conformance checks train: small networks, a short warm-up, a small buffer.
+#: What the conformance checks train under SAC and TD3: small networks, a short warm-up, a small buffer.
 TINY: dict[str, Any] = {
     "policy": {"net_arch": [16, 16]},
     "algo_kwargs": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1_000},
 }
 
+#: What they train under PPO and A2C (by algo): small networks, short rollouts (several updates in 200 steps).
+TINY_ON_POLICY: dict[str, dict[str, Any]] = {
+    "ppo": {"policy": {"net_arch": [16, 16]}, "algo_kwargs": {"n_steps": 32, "batch_size": 16, "n_epochs": 2}},
+    "a2c": {"policy": {"net_arch": [16, 16]}, "algo_kwargs": {"n_steps": 16}},
+}
+
 #: The default env of the checks (a 1-D bounded action space, cheap to step).
 DEFAULT_ENV = "Pendulum-v1"
+#: The default env of a discrete head (a Discrete action space).
+DEFAULT_DISCRETE_ENV = "CartPole-v1"
 
 #: Plugins registered by :func:`registered_plugin` right now: name -> import path, so the
 #: fresh process of a check registers them too.
@@ -191,19 +207,30 @@ def conformance_config(
 
     - an actor head: SAC with SAC's default loss term (``sac_entropy``, or ``q_value`` if no plugin
       provides it) when the head has a log-prob, TD3 with ``q_value`` otherwise; the pass-through
-      ``identity`` after a bounded head, ``tanh`` after an unbounded one;
+      ``identity`` after a bounded head, ``tanh`` after an unbounded one. A discrete head
+      (``action_space_kind = "discrete"``): PPO with its own term ``ppo_clip`` on ``CartPole-v1``,
+      with ``identity`` (the env takes the head's action as it is);
     - a loss term: after the algorithm's own term, with the first head the term accepts
       (``check_compatible``) of TD3's and SAC's default heads (``deterministic``,
       ``squashed_gaussian``), then the others by name: under TD3 if the term ``requires``
-      neither a log-prob nor ``alpha``, else under SAC with a head that has a log-prob;
-    - a post-processor: the first head, in the same order, that it accepts;
+      neither a log-prob nor ``alpha``, else under SAC with a head that has a log-prob. An
+      ``on_policy`` term: under PPO (after ``ppo_clip``), or A2C (after ``policy_gradient``) if
+      it refuses PPO, with the first head in the same order that ``evaluates_actions`` and that
+      both terms accept; ``identity`` after a bounded head, ``clip_to_bounds`` after an unbounded
+      one (PPO's and A2C's own defaults), on ``CartPole-v1`` for a discrete head;
+    - a post-processor: the first head, in the same order, that it accepts (discrete heads
+      take none);
     - an env id: TD3 with its default components on that env.
+
+    The result is merged over :data:`TINY` (SAC, TD3) or :data:`TINY_ON_POLICY` (PPO, A2C), and
+    ``overrides`` over that.
 
     :param kind: ``"actor_heads"``, ``"loss_terms"``, ``"postprocessors"`` or ``"envs"``
     :param name: the registered name (or env id)
     :param kwargs: the component's kwargs (``head_kwargs``, a loss term's ``kwargs``, ``postprocess_kwargs``,
         or for an env ``env_kwargs``)
-    :param env: the env to train on (default ``Pendulum-v1``; for ``kind="envs"``, ``name``)
+    :param env: the env to train on (default ``Pendulum-v1``, ``CartPole-v1`` with a discrete head; for
+        ``kind="envs"``, ``name``)
     :param overrides: merged into the result last (recursively), e.g. ``{"algo_kwargs": {...}}``
     """
     host = host or default_host()
@@ -213,43 +240,69 @@ def conformance_config(
     registry = host.registry(kind)
     registry.get(name, where="the conformance check")  # unknown names: the registry's error, with suggestions
     names = {k.name: set(host.registry(k.name).names()) for k in COMPONENT_KINDS}
-    heads = host.registry(ACTOR_HEADS.name)
+    heads, terms = host.registry(ACTOR_HEADS.name), host.registry(LOSS_TERMS.name)
     # SAC's own loss when its plugin is installed, else the critic's value alone
     sac_loss = DEFAULT_LOSSES["sac"] if DEFAULT_LOSSES["sac"] in names["loss_terms"] else DEFAULT_LOSSES["td3"]
-    loss_of = {"sac": sac_loss, "td3": DEFAULT_LOSSES["td3"]}
+    loss_of = {**DEFAULT_LOSSES, "sac": sac_loss}
     # partners are tried in this order: the algorithms' own heads, then the others by name
     own_heads = [h for h in (DEFAULT_HEADS["td3"], DEFAULT_HEADS["sac"]) if h in names["actor_heads"]]
     head_order = own_heads + sorted(names["actor_heads"] - set(own_heads))
 
-    def postprocess_for(head: Any) -> str:
-        return DEFAULT_POSTPROCESSOR if head.bounded else "tanh"
+    def discrete(head: Any) -> bool:
+        return bool(head.action_space_kind == "discrete")
+
+    def postprocess_for(head: Any, algo: str) -> str:
+        if head.bounded or discrete(head):
+            return DEFAULT_POSTPROCESSOR
+        return ON_POLICY_UNBOUNDED_POSTPROCESSOR if algo in ON_POLICY_ALGOS else "tanh"
 
     policy: dict[str, Any]
     if kind == ACTOR_HEADS.name:
         head = registry.resolve(name)
-        algo = "sac" if head.has_log_prob else "td3"
+        algo = "ppo" if discrete(head) else "sac" if head.has_log_prob else "td3"
         policy = {"head": name, "head_kwargs": kwargs, "losses": [{"name": loss_of[algo]}],
-                  "postprocess": postprocess_for(head)}
+                  "postprocess": postprocess_for(head, algo)}
+        if discrete(head):
+            env = env or DEFAULT_DISCRETE_ENV
     elif kind == LOSS_TERMS.name:
         term = registry.resolve(name)
-        pairs = [("td3", h) for h in head_order if not {"alpha", "log_prob"} & set(term.requires)]
-        pairs += [("sac", h) for h in head_order if heads.resolve(h).has_log_prob]
-        pair = next(((algo, h) for algo, h in pairs if term.check_compatible(heads.resolve(h), algo) is None), None)
+        if term.on_policy:
+            pairs = [(algo, h) for algo in ON_POLICY_ALGOS for h in head_order if heads.resolve(h).evaluates_actions]
+        else:  # SAC and TD3 act in continuous action spaces only
+            continuous = [h for h in head_order if not discrete(heads.resolve(h))]
+            pairs = [("td3", h) for h in continuous if not {"alpha", "log_prob"} & set(term.requires)]
+            pairs += [("sac", h) for h in continuous if heads.resolve(h).has_log_prob]
+
+        def trains(algo: str, head_name: str) -> bool:
+            """Both the term and the algorithm's own term (where registered) can train the head under ``algo``."""
+            partners = [term]
+            if loss_of[algo] in names["loss_terms"]:
+                partners.append(terms.resolve(loss_of[algo]))
+            return all(t.check_compatible(heads.resolve(head_name), algo) is None for t in partners)
+
+        pair = next(((algo, h) for algo, h in pairs if trains(algo, h)), None)
         if pair is None:
+            if term.on_policy:
+                hint = f"ppo or a2c (a head that evaluates_actions such as {DEFAULT_HEADS['ppo']!r}"
+            else:
+                hint = f"sac or td3 (a head with a log-prob such as {DEFAULT_HEADS['sac']!r}"
             raise DiffRLError(f"loss term {name!r} can train none of the registered heads ({', '.join(head_order)}) "
-                              f"under sac or td3 (a head with a log-prob such as {DEFAULT_HEADS['sac']!r} is in "
-                              "diffrl-plugin-gaussian)")
+                              f"under {hint} is in diffrl-plugin-gaussian)")
         algo, head_name = pair
         base = loss_of[algo]
         losses = [{"name": name, "kwargs": kwargs}]
         if name != base:
             losses.insert(0, {"name": base})
-        policy = {"head": head_name, "losses": losses, "postprocess": postprocess_for(heads.resolve(head_name))}
+        head = heads.resolve(head_name)
+        policy = {"head": head_name, "losses": losses, "postprocess": postprocess_for(head, algo)}
+        if discrete(head):
+            env = env or DEFAULT_DISCRETE_ENV
     elif kind == POSTPROCESSORS.name:
         post = registry.resolve(name)
-        accepted = next((h for h in head_order if post.check_head(heads.resolve(h)) is None), None)
+        post_order = [h for h in head_order if not discrete(heads.resolve(h))]  # a discrete head takes none
+        accepted = next((h for h in post_order if post.check_head(heads.resolve(h)) is None), None)
         if accepted is None:
-            raise DiffRLError(f"post-processor {name!r} accepts none of the registered heads ({', '.join(head_order)})")
+            raise DiffRLError(f"post-processor {name!r} accepts none of the registered heads ({', '.join(post_order)})")
         head = heads.resolve(accepted)
         algo = "sac" if head.has_log_prob and accepted != DEFAULT_HEADS["td3"] else "td3"
         policy = {"head": accepted, "losses": [{"name": loss_of[algo]}],
@@ -262,7 +315,13 @@ def conformance_config(
     config: dict[str, Any] = {"env": env or DEFAULT_ENV, "algo": algo, "policy": policy, "seed": 0}
     if kind == "envs" and kwargs:
         config["env_kwargs"] = kwargs
-    return _merge(_merge(TINY, config), overrides or {})
+    # the small settings of the algorithm that is trained in the end (overrides may name another)
+    return _merge(_merge(_tiny((overrides or {}).get("algo", algo)), config), overrides or {})
+
+
+def _tiny(algo: str) -> dict[str, Any]:
+    """The small settings the checks train ``algo`` with (:data:`TINY` or :data:`TINY_ON_POLICY`)."""
+    return TINY_ON_POLICY.get(algo, TINY)
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -295,9 +354,10 @@ def check_component(
     :param kind: ``"actor_heads"``, ``"loss_terms"``, ``"postprocessors"`` or ``"envs"``
     :param name: the registered name (or env id)
     :param kwargs: the component's kwargs
-    :param env: the env to train on (default ``Pendulum-v1``)
+    :param env: the env to train on (default ``Pendulum-v1``, ``CartPole-v1`` for a discrete head)
     :param overrides: merged into the config last
-    :param steps: env steps to train (the warm-up is 50 random steps)
+    :param steps: env steps to train (SAC, TD3: the first 50 are random warm-up; PPO, A2C: rollouts of
+        ``n_steps``, 32 or 16, each followed by an update)
     :param fresh_process: load the saved model in a new Python process and compare
     :raises ConformanceError: naming the component and the failed expectation
     """
@@ -309,7 +369,7 @@ def check_component(
 
 
 def check_composition(config: Mapping[str, Any], steps: int = 200, fresh_process: bool = True) -> ConformanceReport:
-    """:func:`check_compositions` for one config (merged over :data:`TINY`)."""
+    """:func:`check_compositions` for one config (merged over :data:`TINY` or :data:`TINY_ON_POLICY`)."""
     return check_compositions([config], steps=steps, fresh_process=fresh_process)[0]
 
 
@@ -366,25 +426,32 @@ def check_compositions(
 ) -> list[ConformanceReport]:
     """Compose, train, predict, save and reload each config; raise on the first failure.
 
-    For each config (merged over :data:`TINY`):
+    For each config (merged over :data:`TINY`, or :data:`TINY_ON_POLICY` for PPO and A2C):
 
     1. ``make_model``, then ``learn(steps)``: gradient steps happen, every loss term logs a
        finite ``train/loss/<name>``, and the actor loss reaches the head (its parameters change);
-    2. the head keeps its word on the observations of a short random rollout: ``bounded``
-       heads return raw actions in ``[-1, 1]``, ``has_log_prob`` heads return a finite
-       log-prob of shape ``(batch,)`` from ``sample()`` (and others None), ``stochastic``
-       heads sample different actions, ``sample().actions`` are reparameterized; and its math
-       (:mod:`diffrl_core.conformance`): (a) the log-prob is a normalized density of what
-       ``sample()`` draws, (b) its gradient is that of the reparameterized sample, (e)
-       deterministic actions are reproducible, (f) ``forward(deterministic=False)`` and
-       ``sample()`` draw from the same distribution;
-    3. the post-processor: (d) normalized actions in ``[-1, 1]`` for raw inputs across a wide
-       range, with and without ``explore``; (e) no randomness without ``explore``; its
-       ``log_abs_det_jacobian`` (if ``bijective``) is that of ``forward``; it is the identity on
-       ``[-1, 1]`` if it says so (``identity_when_bounded``); and (c) every loss term sends
-       gradient to the actor's parameters, in the context training builds;
-    4. ``predict`` returns actions of the action space's shape and dtype within its bounds,
-       for one observation and for a batch, deterministic or not;
+    2. the head keeps its word on the observations of a short random rollout: actions of
+       shape ``(batch, action_dim)`` (``(batch,)`` indices below ``action_dim`` for a discrete
+       head), ``bounded`` heads return raw actions in ``[-1, 1]``, ``stochastic`` heads sample
+       different actions, (e) deterministic actions are reproducible; a head that
+       ``evaluates_actions`` gives the log-prob of given actions that ``act()`` and ``sample()``
+       give for their own (``[evaluate_actions]``). Under SAC and TD3, whose actor loss
+       differentiates through ``sample()``, also: ``has_log_prob`` heads return a finite
+       log-prob of shape ``(batch,)`` from ``sample()`` (and others None),
+       ``sample().actions`` are reparameterized; and its math (:mod:`diffrl_core.conformance`):
+       (a) the log-prob is a normalized density of what ``sample()`` draws, (b) its gradient is
+       that of the reparameterized sample, (f) ``forward(deterministic=False)`` and ``sample()``
+       draw from the same distribution; and gSDE for a head that ``supports_sde``;
+    3. the post-processor (not after a discrete head, whose action the env takes as it is): (d)
+       normalized actions in ``[-1, 1]`` for raw inputs across a wide range, with and without
+       ``explore``; (e) no randomness without ``explore``; its ``log_abs_det_jacobian`` (if
+       ``bijective``) is that of ``forward``; it is the identity on ``[-1, 1]`` if it says so
+       (``identity_when_bounded``); and (c) every loss term sends gradient to the actor's
+       parameters, in the context training builds (a replay batch; PPO and A2C: a minibatch of
+       the rollout buffer);
+    4. ``predict`` returns actions of the action space's shape and dtype within its bounds (a
+       Discrete space: integers it contains), for one observation and for a batch,
+       deterministic or not;
     5. ``model.save``, then (``fresh_process``) ``diffrl_core.load_model`` in a new Python
        process gives the same deterministic actions.
 
@@ -401,7 +468,7 @@ def check_compositions(
     with _one_thread(), tempfile.TemporaryDirectory(prefix="diffrl-conformance-") as tmp:
         saved: list[tuple[str, list[Any], list[Any]]] = []
         for i, raw in enumerate(configs):
-            config = _merge(TINY, raw)
+            config = _merge(_tiny(raw.get("algo", "sac")), raw)  # "sac": a config's default algo
             parsed = parse_config(config)
             label = (f"{parsed.algo} {parsed.env} head={parsed.head} losses={[s.name for s in parsed.losses]} "
                      f"postprocess={parsed.policy.postprocess}")
@@ -409,10 +476,14 @@ def check_compositions(
                 model = make_model(parsed)
             except DiffRLError as exc:
                 raise ConformanceError(f"{label}: composing failed: {exc}") from exc
+            # the components composed: a head or post-processor left unset is PPO's and A2C's default for the env
+            composition = cast(Any, model).composition
+            label = (f"{parsed.algo} {parsed.env} head={composition.head.name} "
+                     f"losses={[s.name for s in parsed.losses]} postprocess={composition.postprocessor.name}")
             _train_and_check(model, parsed, steps, label)
             obs = _observations(parsed)
             unchecked = _check_components(model, parsed, obs, label)
-            _check_loss_terms(model, label)
+            _check_loss_terms(model, parsed, label)
             actions = _check_predict(model, obs, label)
             path = str(Path(tmp) / f"model_{i}.zip")
             model.save(path)
@@ -450,12 +521,25 @@ def _one_thread() -> Iterator[None]:
         th.set_num_threads(threads)
 
 
+def _on_policy(config: Any) -> bool:
+    return config.algo in ON_POLICY_ALGOS
+
+
+def _actor_parts(model: BaseAlgorithm, config: Any) -> tuple[Any, Any, Any]:
+    """The head, the post-processor and ``obs -> latent`` of the model's actor (PPO's and A2C's: of its policy)."""
+    if _on_policy(config):
+        policy = cast(Any, model).policy
+        return policy.head, policy.postprocessor, policy._actor_latent
+    actor = cast(Any, model).actor
+    return actor.head, actor.postprocessor, actor.latent
+
+
 def _train_and_check(model: BaseAlgorithm, config: Any, steps: int, label: str) -> None:
     import math
 
     import torch as th
 
-    head = cast(Any, model).actor.head
+    head, _, _ = _actor_parts(model, config)
     before = [p.detach().clone() for p in head.parameters()]
     try:
         # a huge log_interval: the logger keeps the last values instead of dumping them
@@ -463,7 +547,8 @@ def _train_and_check(model: BaseAlgorithm, config: Any, steps: int, label: str) 
     except Exception as exc:
         raise ConformanceError(f"{label}: training failed: {type(exc).__name__}: {exc}") from exc
     if model._n_updates == 0:
-        raise ConformanceError(f"{label}: no gradient step in {steps} steps (learning_starts too high?)")
+        too_high = "n_steps" if _on_policy(config) else "learning_starts"
+        raise ConformanceError(f"{label}: no gradient step in {steps} steps ({too_high} too high?)")
     logged = model.logger.name_to_value
     for spec in config.losses:
         key = f"train/loss/{spec.name}"
@@ -503,17 +588,27 @@ def _observations(config: Any, n: int = 5) -> Any:
 def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
     import numpy as np
 
-    space = cast(spaces.Box, model.action_space)
-    low, high = space.low, space.high
-    tol = 1e-5 * np.maximum(1.0, high - low)
+    space = model.action_space
+    discrete = isinstance(space, spaces.Discrete)
+    space_shape: tuple[int, ...] = space.shape or ()  # a Discrete space's is ()
+    if not discrete:
+        box = cast(spaces.Box, space)
+        low, high = box.low, box.high
+        tol = 1e-5 * np.maximum(1.0, high - low)
     for deterministic in (True, False):
         single, _ = model.predict(obs[0], deterministic=deterministic)
         batch, _ = model.predict(obs, deterministic=deterministic)
-        cases = (("one observation", single, space.shape), ("a batch", batch, (len(obs), *space.shape)))
+        cases = (("one observation", single, space_shape), ("a batch", batch, (len(obs), *space_shape)))
         for what, actions, shape in cases:
             where = f"{label}: predict(deterministic={deterministic}) on {what}"
             if actions.shape != shape:
                 raise ConformanceError(f"{where} returned shape {actions.shape}, expected {shape}")
+            if discrete:
+                if not np.issubdtype(actions.dtype, np.integer):
+                    raise ConformanceError(f"{where} returned dtype {actions.dtype}, expected integer actions")
+                if not all(space.contains(action) for action in actions.reshape(-1)):
+                    raise ConformanceError(f"{where} returned actions outside {space}: {actions.tolist()}")
+                continue
             if actions.dtype != space.dtype:
                 raise ConformanceError(f"{where} returned dtype {actions.dtype}, expected {space.dtype}")
             if not np.all(np.isfinite(actions)):
@@ -532,6 +627,11 @@ def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
 def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -> list[str]:
     """The head's and the post-processor's declarations and math (:mod:`diffrl_core.conformance`).
 
+    The checks of ``sample()`` (its log-prob, reparameterization, distribution, gSDE) run under
+    SAC and TD3, whose actor loss differentiates through it; PPO and A2C never call it, and
+    instead take the head's log-prob of given actions (``[evaluate_actions]``, checked for
+    every head that declares it, whatever the algorithm).
+
     :return: the properties that could not be checked
     """
     import numpy as np
@@ -540,62 +640,82 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
     from diffrl_core import conformance
 
     unchecked: list[str] = []
-    actor = cast(Any, model).actor
-    head, post = actor.head, actor.postprocessor
-    name = f"{label}: actor head {config.head!r} ({type(head).__name__})"
+    off_policy = not _on_policy(config)
+    head, post, latent_of = _actor_parts(model, config)
+    discrete = head.action_space_kind == "discrete"
+    composition = cast(Any, model).composition
+    name = f"{label}: actor head {composition.head.name!r} ({type(head).__name__})"
     with th.no_grad():
-        latent = actor.latent(th.as_tensor(np.repeat(obs, 20, axis=0), device=model.device))
+        latent = latent_of(th.as_tensor(np.repeat(obs, 20, axis=0), device=model.device))
         raw = {det: head(latent, deterministic=det) for det in (True, False)}
-        sample = head.sample(latent)
+        sample = head.sample(latent) if off_policy else None
+    # a discrete head's raw action is one index per row
+    expected = (latent.shape[0],) if discrete else (latent.shape[0], head.action_dim)
     for det, actions in raw.items():
-        if tuple(actions.shape) != (latent.shape[0], head.action_dim):
+        if tuple(actions.shape) != expected:
             raise fail(name, "declarations", f"forward(deterministic={det}) returned shape {tuple(actions.shape)}, "
-                                             f"expected {(latent.shape[0], head.action_dim)}")
-    if tuple(sample.actions.shape) != tuple(raw[True].shape):
+                                             f"expected {expected}")
+        if discrete and (actions.is_floating_point() or bool(((actions < 0) | (actions >= head.action_dim)).any())):
+            raise fail(name, "declarations", f"forward(deterministic={det}) must return integer action indices in "
+                                             f"[0, {head.action_dim}), got {actions[:8].tolist()}...")
+    if sample is not None and tuple(sample.actions.shape) != tuple(raw[True].shape):
         raise fail(name, "declarations", f"sample().actions has shape {tuple(sample.actions.shape)}, expected "
                                          f"{tuple(raw[True].shape)}")
     if head.bounded:
-        drawn = (("forward(deterministic=True)", raw[True]), ("forward()", raw[False]), ("sample()", sample.actions))
+        drawn = [("forward(deterministic=True)", raw[True]), ("forward()", raw[False])]
+        if sample is not None:
+            drawn.append(("sample()", sample.actions))
         for what, actions in drawn:
             if actions.abs().max() > 1.0 + 1e-6:
                 raise fail(name, "declarations", f"it declares bounded = True but {what} returned raw actions "
                                                  "outside [-1, 1]")
-    _check_reparameterized(head, latent, name)
-    if head.has_log_prob:
-        lp = sample.log_prob
-        if lp is None or tuple(lp.shape) != (latent.shape[0],) or not bool(th.isfinite(lp).all()):
-            got = None if lp is None else (tuple(lp.shape), "finite" if bool(th.isfinite(lp).all()) else "not finite")
-            raise fail(name, "declarations", f"it declares has_log_prob = True: sample().log_prob must be finite with "
-                                             f"shape ({latent.shape[0]},), got {got}")
-    elif sample.log_prob is not None:
-        raise fail(name, "declarations", "it declares has_log_prob = False but sample() returned a log-prob")
+    if sample is not None:
+        _check_reparameterized(head, latent, name)
+        if head.has_log_prob:
+            lp = sample.log_prob
+            if lp is None or tuple(lp.shape) != (latent.shape[0],) or not bool(th.isfinite(lp).all()):
+                got = None if lp is None else (tuple(lp.shape),
+                                               "finite" if bool(th.isfinite(lp).all()) else "not finite")
+                raise fail(name, "declarations", f"it declares has_log_prob = True: sample().log_prob must be finite "
+                                                 f"with shape ({latent.shape[0]},), got {got}")
+        elif sample.log_prob is not None:
+            raise fail(name, "declarations", "it declares has_log_prob = False but sample() returned a log-prob")
     conformance.check_deterministic(lambda: head(latent, deterministic=True), name, "forward(deterministic=True)")
     if head.stochastic:
         with th.no_grad():
             again = head(latent, deterministic=False)
         if th.equal(again, raw[False]):
             raise fail(name, "declarations", "it declares stochastic = True but two samples are identical")
-        conformance.check_same_distribution(head, latent, name)
-        if head.has_log_prob:
-            conformance.check_density(head, latent, name)
-            if not conformance.check_log_prob_gradient(head, latent, name):
-                unchecked.append(f"{name}: {PROPERTIES['log_prob_gradient']} (implicit reparameterization)")
+        if off_policy:
+            conformance.check_same_distribution(head, latent, name)
+            if head.has_log_prob:
+                conformance.check_density(head, latent, name)
+                if not conformance.check_log_prob_gradient(head, latent, name):
+                    unchecked.append(f"{name}: {PROPERTIES['log_prob_gradient']} (implicit reparameterization)")
     else:
-        with th.no_grad():
-            sampled = head.sample(latent).actions
-        for what, actions in (("forward(deterministic=False)", raw[False]), ("sample().actions", sampled)):
+        compared = [("forward(deterministic=False)", raw[False])]
+        if off_policy:
+            with th.no_grad():
+                compared.append(("sample().actions", head.sample(latent).actions))
+        for what, actions in compared:
             if not th.allclose(actions, raw[True], rtol=1e-5, atol=1e-6):
                 raise fail(name, "same_distribution", f"it declares stochastic = False but {what} differs from "
                                                       "forward(deterministic=True)")
+    # a head built for gSDE (SAC's use_sde) is not the one PPO and A2C evaluate actions with: they refuse use_sde
+    if head.evaluates_actions and not getattr(model, "use_sde", False):
+        conformance.check_evaluate_actions(head, latent, name)
 
-    if type(head).supports_sde:
-        _check_sde(actor.head_component, latent, head.action_dim, name)
+    if off_policy and type(head).supports_sde:  # gSDE is SAC's: PPO and A2C refuse use_sde
+        _check_sde(cast(Any, model).actor.head_component, latent, head.action_dim, name)
 
-    post_name = f"{label}: post-processor {config.policy.postprocess!r} ({type(post).__name__})"
+    if discrete:  # the env takes the head's index as it is: no post-processor runs
+        return unchecked
+    post_name = f"{label}: post-processor {composition.postprocessor.name!r} ({type(post).__name__})"
     conformance.check_postprocessor(post, head.action_dim, post_name)
+    emitted = [raw[False]] if sample is None else [raw[False], sample.actions]
     with th.no_grad():  # and on what this head actually emits
         for explore in (False, True):
-            for actions in (raw[False], sample.actions):
+            for actions in emitted:
                 out = post(actions, explore=explore)
                 normalized = bool(th.isfinite(out).all()) and out.abs().max() <= 1.0 + 1e-6
                 if tuple(out.shape) != tuple(actions.shape) or not normalized:
@@ -639,24 +759,42 @@ def _check_sde(component: Any, latent: Any, action_dim: int, name: str) -> None:
         raise fail(name, "sde", "get_std() must be positive and finite")
 
 
-def _check_loss_terms(model: BaseAlgorithm, label: str) -> None:
-    """Property (c) for each loss term, on a replay-buffer batch, with the context training builds."""
+def _check_loss_terms(model: BaseAlgorithm, config: Any, label: str) -> None:
+    """Property (c) for each loss term, on a replay-buffer batch (PPO, A2C: a rollout minibatch), with the context
+    training builds."""
     import torch as th
 
     from diffrl_core import conformance
-    from diffrl_core.components import ActorLossContext
+    from diffrl_core.components import ActorLossContext, OnPolicyLossContext
 
     algo = cast(Any, model)
-    actor = algo.actor
-    replay_buffer = algo.replay_buffer
-    with _seeded_rng():
-        batch = replay_buffer.sample(32, env=algo._vec_normalize_env)
-        observations = batch.observations
-        sample = actor.sample(observations)
-    alpha = algo.entropy_coefficient() if algo.composition.algo == "sac" else None
-    ctx = ActorLossContext.from_sample(batch, sample, algo.actor_q_fn(observations), actor.postprocessor, alpha,
-                                       algo.composition.algo)
-    parameters = [p for p in actor.parameters() if p.requires_grad]
+    ctx: ActorLossContext | OnPolicyLossContext
+    if _on_policy(config):
+        policy = algo.policy
+        with _seeded_rng():
+            batch = next(iter(algo.rollout_buffer.get(32)))
+        actions = batch.actions
+        if isinstance(model.action_space, spaces.Discrete):  # as train() does: indices, not floats
+            actions = actions.long().flatten()
+        values, evaluation = policy.evaluate(batch.observations, actions)
+        advantages = batch.advantages
+        if algo.normalize_advantage and len(advantages) > 1:  # as train() does
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        clip_range = float(algo.clip_range(1.0)) if config.algo == "ppo" else None
+        ctx = OnPolicyLossContext(batch, evaluation, advantages, values.flatten(), clip_range, config.algo)
+        # the actor's share of the policy: a term that reached only the value network would train no actor
+        modules = [policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.head]
+        parameters = list({id(p): p for m in modules for p in m.parameters() if p.requires_grad}.values())
+    else:
+        actor = algo.actor
+        with _seeded_rng():
+            replay = algo.replay_buffer.sample(32, env=algo._vec_normalize_env)
+            observations = replay.observations
+            sample = actor.sample(observations)
+        alpha = algo.entropy_coefficient() if algo.composition.algo == "sac" else None
+        ctx = ActorLossContext.from_sample(replay, sample, algo.actor_q_fn(observations), actor.postprocessor, alpha,
+                                           algo.composition.algo)
+        parameters = [p for p in actor.parameters() if p.requires_grad]
     for name, _, term in algo._loss_terms:
         with th.enable_grad():
             term_name = f"{label}: loss term {name!r} ({type(term).__name__})"
