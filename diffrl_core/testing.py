@@ -645,6 +645,9 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
     discrete = head.action_space_kind == "discrete"
     composition = cast(Any, model).composition
     name = f"{label}: actor head {composition.head.name!r} ({type(head).__name__})"
+    if getattr(head, "use_sde", False):
+        # gSDE's exploration weights keep the graph of their last draw, which training's backward freed
+        head.reset_noise()
     with th.no_grad():
         latent = latent_of(th.as_tensor(np.repeat(obs, 20, axis=0), device=model.device))
         raw = {det: head(latent, deterministic=det) for det in (True, False)}
@@ -681,7 +684,11 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
         elif sample.log_prob is not None:
             raise fail(name, "declarations", "it declares has_log_prob = False but sample() returned a log-prob")
     conformance.check_deterministic(lambda: head(latent, deterministic=True), name, "forward(deterministic=True)")
-    if head.stochastic:
+    sde = getattr(head, "use_sde", False)
+    if sde:  # the noise is fixed between reset_noise() calls: property [sde] checks what it does instead
+        unchecked += [f"{name}: {PROPERTIES[p]} (gSDE: its samples share one noise draw; see [sde])"
+                      for p in ("same_distribution", "density", "log_prob_gradient")]
+    if head.stochastic and not sde:
         with th.no_grad():
             again = head(latent, deterministic=False)
         if th.equal(again, raw[False]):
@@ -692,7 +699,7 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
                 conformance.check_density(head, latent, name)
                 if not conformance.check_log_prob_gradient(head, latent, name):
                     unchecked.append(f"{name}: {PROPERTIES['log_prob_gradient']} (implicit reparameterization)")
-    else:
+    elif not head.stochastic:
         compared = [("forward(deterministic=False)", raw[False])]
         if off_policy:
             with th.no_grad():
@@ -787,6 +794,8 @@ def _check_loss_terms(model: BaseAlgorithm, config: Any, label: str) -> None:
         parameters = list({id(p): p for m in modules for p in m.parameters() if p.requires_grad}.values())
     else:
         actor = algo.actor
+        if actor.use_sde:  # new exploration weights, as train() draws before each gradient step
+            actor.reset_noise()
         with _seeded_rng():
             replay = algo.replay_buffer.sample(32, env=algo._vec_normalize_env)
             observations = replay.observations

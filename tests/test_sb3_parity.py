@@ -428,3 +428,14 @@ def test_a_users_policy_subclass_is_kept_and_a_damaged_alias_refused(tmp_path: P
                        lambda data: data["diffrl_components"].update(policy="builtins:eval"))
     with pytest.raises(DiffRLError, match="names the policy 'builtins:eval'.*damaged"):
         load_model(tmp_path / "damaged.zip")
+
+
+@pytest.mark.filterwarnings("ignore::diffrl_core.conformance.UncheckedWarning")
+def test_a_gsde_composition_passes_the_conformance_checks_with_what_gsde_leaves_unchecked() -> None:
+    """Samples under gSDE share one noise draw: the i.i.d. checks are reported unchecked, property [sde] runs."""
+    from diffrl_core.testing import check_composition
+
+    report = check_composition({"env": "Pendulum-v1", "algo": "sac", "algo_kwargs": {"use_sde": True}},
+                               steps=120, fresh_process=False)
+    assert report.n_updates > 0
+    assert len(report.unchecked) == 3 and all("gSDE" in text for text in report.unchecked)
