@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: a new temporary folder)")
     parser.add_argument("--output", type=Path, help="write a JSON summary here")
     parser.add_argument("-k", dest="keyword", help="pytest's -k, on top of the SAC/TD3 selection")
+    parser.add_argument("--algos", nargs="+", default=["SAC", "TD3"], choices=["SAC", "TD3", "PPO", "A2C"],
+                        help="the algorithms mapped to the composed classes and selected (default: SAC TD3)")
     parser.add_argument("--include-expensive", action="store_true",
                         help="also run the tests SB3 marks expensive (its CI leaves them out)")
     parser.add_argument("--pytest-arg", action="append", default=[], metavar="ARG",
@@ -343,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="sb3-suite-"))
+    os.environ["DIFFRL_SB3_ALGOS"] = ",".join(args.algos)  # read by the shim in each pytest process
     pytest_args = [*([] if args.include_expensive else ["-m", "not expensive"]),
                    *(["-k", args.keyword] if args.keyword else []), *args.pytest_arg]
     print(f"stable-baselines3 {version}: {len(paths)} test files from {root / 'tests'}; "

@@ -44,7 +44,8 @@ from typing import Any
 import pytest
 
 TARGETS = ("stock", "composed")
-ALGOS = ("SAC", "TD3")
+#: the algorithms mapped and selected: ``DIFFRL_SB3_ALGOS`` (comma-separated), SAC and TD3 by default
+ALGOS = tuple(os.environ.get("DIFFRL_SB3_ALGOS", "SAC,TD3").split(","))
 POLICY_NAMES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 
 #: what the mapping bound (``module.name`` -> ``{"from": ..., "to": ...}``), for the report
@@ -80,9 +81,10 @@ def map_composed() -> None:
 
     import stable_baselines3
 
-    from diffrl_core.sb3.algorithms import ComposedSAC, ComposedTD3
+    from diffrl_core.sb3.algorithms import ALGORITHMS
 
-    for algo, composed in (("SAC", ComposedSAC), ("TD3", ComposedTD3)):
+    for algo in ALGOS:
+        composed = ALGORITHMS[algo.lower()]
         package = importlib.import_module(f"stable_baselines3.{algo.lower()}")
         module = importlib.import_module(f"stable_baselines3.{algo.lower()}.{algo.lower()}")
         policies = importlib.import_module(f"stable_baselines3.{algo.lower()}.policies")
@@ -181,7 +183,7 @@ def selected(item: pytest.Item, targets: tuple[Any, ...]) -> bool:
     if any(_is_algorithm_class(param) for param in params):
         return False
     function = getattr(item, "function", None)
-    if "sac" in item.name.lower() or "td3" in item.name.lower():  # the function's name or a parameter's id
+    if any(algo.lower() in item.name.lower() for algo in ALGOS):  # the function's name or a parameter's id
         return True
     return function is not None and _references(function, targets)
 

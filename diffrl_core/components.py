@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from torch import nn
@@ -68,6 +69,22 @@ class HeadSample:
     actions: th.Tensor
     log_prob: th.Tensor | None = None
     params: dict[str, th.Tensor] = field(default_factory=dict)
+
+
+#: :attr:`ActorHead.action_space_kind` -> the gymnasium space it names
+ACTION_SPACE_KINDS: dict[str, type[spaces.Space]] = {
+    "box": spaces.Box, "discrete": spaces.Discrete, "multi_discrete": spaces.MultiDiscrete,
+    "multi_binary": spaces.MultiBinary,
+}
+
+
+def head_action_dim(action_space: spaces.Space) -> int | list[int]:
+    """What a head gets as ``action_dim`` for ``action_space`` (see :attr:`ActorHead.action_space_kind`)."""
+    if isinstance(action_space, spaces.Discrete):
+        return int(action_space.n)
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return [int(n) for n in action_space.nvec.ravel()]
+    return int(np.prod(action_space.shape or ()))  # MultiBinary(n), a 1-D Box
 
 
 @dataclass
@@ -110,8 +127,10 @@ class ActorHead(nn.Module, ABC):
     #: :meth:`evaluate_actions` gives the log-prob (and entropy) of given raw actions: what PPO and
     #: A2C need of a head; heads without it are refused under those algorithms
     evaluates_actions: ClassVar[bool] = False
-    #: the action spaces the head acts in: ``"box"`` (a 1-D continuous Box) or ``"discrete"``
-    #: (a Discrete space; ``action_dim`` is then the number of actions, and the raw action an index)
+    #: the action spaces the head acts in: ``"box"`` (a 1-D continuous Box), ``"discrete"`` (Discrete(n):
+    #: ``action_dim`` is ``n`` and the raw action an index), ``"multi_discrete"`` (MultiDiscrete: ``action_dim``
+    #: is the list of choice counts ``nvec``, the raw action one index per dimension) or ``"multi_binary"``
+    #: (MultiBinary(n): ``action_dim`` is ``n``, the raw action ``n`` zeros and ones); see :func:`head_action_dim`
     action_space_kind: ClassVar[str] = "box"
 
     def __init__(self, latent_dim: int, action_dim: int) -> None:
@@ -152,9 +171,11 @@ class ActorHead(nn.Module, ABC):
     @classmethod
     def check_action_space(cls, action_space: spaces.Space) -> str | None:
         """Why this head cannot act in ``action_space``, or None if it can."""
-        if cls.action_space_kind == "discrete":
-            if not isinstance(action_space, spaces.Discrete):
-                return f"needs a discrete action space (gymnasium.spaces.Discrete), got {action_space}"
+        if cls.action_space_kind != "box":
+            expected = ACTION_SPACE_KINDS[cls.action_space_kind]
+            if not isinstance(action_space, expected):
+                kind = expected.__name__
+                return f"needs a {kind} action space (gymnasium.spaces.{kind}), got {action_space}"
             return None
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             return f"needs a 1-D continuous action space (gymnasium.spaces.Box), got {action_space}"

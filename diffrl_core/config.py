@@ -32,8 +32,8 @@ ON_POLICY_ALGOS = ("ppo", "a2c")
 #: algo -> the actor head of stable-baselines3's own actor for it (continuous actions)
 _ON_POLICY_HEAD = "diag_gaussian"  # stable-baselines3's DiagGaussianDistribution, in diffrl-plugin-gaussian
 DEFAULT_HEADS = {"sac": "squashed_gaussian", "td3": "deterministic", "ppo": _ON_POLICY_HEAD, "a2c": _ON_POLICY_HEAD}
-#: the head of stable-baselines3's PPO/A2C policy for a Discrete action space
-DISCRETE_HEAD = "categorical"
+#: the head of stable-baselines3's PPO/A2C policy for each discrete action space (by gymnasium's class name)
+DISCRETE_HEADS = {"Discrete": "categorical", "MultiDiscrete": "multi_categorical", "MultiBinary": "bernoulli"}
 #: algo -> the loss term that is stable-baselines3's own actor loss for it
 DEFAULT_LOSSES = {"sac": "sac_entropy", "td3": "q_value", "ppo": "ppo_clip", "a2c": "policy_gradient"}
 #: the on-policy entropy term; stable-baselines3's ``ent_coef`` is its weight among the default terms
@@ -46,9 +46,9 @@ ON_POLICY_UNBOUNDED_POSTPROCESSOR = "clip_to_bounds"
 
 
 def default_head(algo: str, action_space: Any = None) -> str:
-    """The head of stable-baselines3's own policy for ``algo`` (``categorical`` for a Discrete action space)."""
-    if algo in ON_POLICY_ALGOS and type(action_space).__name__ == "Discrete":  # no gymnasium import needed
-        return DISCRETE_HEAD
+    """The head of stable-baselines3's own policy for ``algo`` (PPO/A2C: by the kind of discrete action space)."""
+    if algo in ON_POLICY_ALGOS and type(action_space).__name__ in DISCRETE_HEADS:  # no gymnasium import needed
+        return DISCRETE_HEADS[type(action_space).__name__]
     return DEFAULT_HEADS[algo]
 
 
@@ -150,7 +150,8 @@ class PolicyConfig(_Strict):
     head: str | None = Field(
         None,
         description="actor head, by name (`diffrl list actor_heads`); unset: the head of stable-baselines3's own actor "
-        "(PPO, A2C: `categorical` for a Discrete action space)",
+        "(PPO, A2C: `categorical`, `multi_categorical` or `bernoulli` for a Discrete, MultiDiscrete or MultiBinary "
+        "action space)",
     )
     head_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the head")
     losses: list[LossSpec] | None = Field(

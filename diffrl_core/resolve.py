@@ -416,10 +416,10 @@ def _check_compatible(composition: Composition, losses: Sequence[NamedComponent]
             "actions under the current policy, which this head does not give (evaluates_actions is False). Use a "
             "stochastic head such as 'diag_gaussian', 'gaussian', 'beta' or 'categorical', or an off-policy algo"
         )
-    discrete = getattr(head.cls, "action_space_kind", "box") == "discrete"
+    discrete = getattr(head.cls, "action_space_kind", "box") != "box"
     if discrete and algo not in ON_POLICY_ALGOS:
         raise IncompatibleComponentsError(
-            f"algo {algo!r} cannot train {head_text}: it acts in a Discrete action space, and stable-baselines3's "
+            f"algo {algo!r} cannot train {head_text}: it acts in a discrete action space, and stable-baselines3's "
             f"{algo.upper()} needs continuous actions. Use algo 'ppo' or 'a2c'"
         )
     if discrete and post.name != DEFAULT_POSTPROCESSOR:

@@ -96,6 +96,28 @@ DEFAULT_ENV = "Pendulum-v1"
 #: The default env of a discrete head (a Discrete action space).
 DEFAULT_DISCRETE_ENV = "CartPole-v1"
 
+#: an env of each kind of discrete action space (``ActorHead.action_space_kind``), for the checks of heads
+#: that act in one: gymnasium's CartPole, and stable-baselines3's identity envs (registered when first needed)
+DISCRETE_ENVS = {
+    "discrete": DEFAULT_DISCRETE_ENV,
+    "multi_discrete": "diffrl_testing/MultiDiscreteIdentity-v0",
+    "multi_binary": "diffrl_testing/MultiBinaryIdentity-v0",
+}
+_IDENTITY_ENVS = {
+    DISCRETE_ENVS["multi_discrete"]: "stable_baselines3.common.envs:IdentityEnvMultiDiscrete",
+    DISCRETE_ENVS["multi_binary"]: "stable_baselines3.common.envs:IdentityEnvMultiBinary",
+}
+
+
+def discrete_env(kind: str) -> str:
+    """The env id the checks train a head of ``action_space_kind`` ``kind`` on (registered with gymnasium)."""
+    import gymnasium as gym
+
+    env_id = DISCRETE_ENVS[kind]
+    if env_id in _IDENTITY_ENVS and env_id not in gym.registry:
+        gym.register(env_id, entry_point=_IDENTITY_ENVS[env_id], kwargs={"dim": 3, "ep_length": 50})
+    return env_id
+
 #: Plugins registered by :func:`registered_plugin` right now: name -> import path, so the
 #: fresh process of a check registers them too.
 _TEMPORARY: dict[str, str | None] = {}
@@ -249,7 +271,7 @@ def conformance_config(
     head_order = own_heads + sorted(names["actor_heads"] - set(own_heads))
 
     def discrete(head: Any) -> bool:
-        return bool(head.action_space_kind == "discrete")
+        return bool(head.action_space_kind != "box")
 
     def postprocess_for(head: Any, algo: str) -> str:
         if head.bounded or discrete(head):
@@ -263,7 +285,7 @@ def conformance_config(
         policy = {"head": name, "head_kwargs": kwargs, "losses": [{"name": loss_of[algo]}],
                   "postprocess": postprocess_for(head, algo)}
         if discrete(head):
-            env = env or DEFAULT_DISCRETE_ENV
+            env = env or discrete_env(head.action_space_kind)
     elif kind == LOSS_TERMS.name:
         term = registry.resolve(name)
         if term.on_policy:
@@ -296,7 +318,7 @@ def conformance_config(
         head = heads.resolve(head_name)
         policy = {"head": head_name, "losses": losses, "postprocess": postprocess_for(head, algo)}
         if discrete(head):
-            env = env or DEFAULT_DISCRETE_ENV
+            env = env or discrete_env(head.action_space_kind)
     elif kind == POSTPROCESSORS.name:
         post = registry.resolve(name)
         post_order = [h for h in head_order if not discrete(heads.resolve(h))]  # a discrete head takes none
@@ -589,7 +611,7 @@ def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
     import numpy as np
 
     space = model.action_space
-    discrete = isinstance(space, spaces.Discrete)
+    discrete = not isinstance(space, spaces.Box)  # Discrete, MultiDiscrete, MultiBinary
     space_shape: tuple[int, ...] = space.shape or ()  # a Discrete space's is ()
     if not discrete:
         box = cast(spaces.Box, space)
@@ -604,9 +626,11 @@ def _check_predict(model: BaseAlgorithm, obs: Any, label: str) -> Any:
             if actions.shape != shape:
                 raise ConformanceError(f"{where} returned shape {actions.shape}, expected {shape}")
             if discrete:
-                if not np.issubdtype(actions.dtype, np.integer):
-                    raise ConformanceError(f"{where} returned dtype {actions.dtype}, expected integer actions")
-                if not all(space.contains(action) for action in actions.reshape(-1)):
+                # SB3's Bernoulli samples are floats of 0 and 1: integer values, of whatever dtype
+                if not (np.issubdtype(actions.dtype, np.integer) or np.array_equal(actions, np.round(actions))):
+                    raise ConformanceError(f"{where} returned {actions.tolist()}, expected integer actions")
+                rows = actions.reshape(-1, *space_shape)  # one action per row
+                if not all(space.contains(action.astype(space.dtype)) for action in rows):
                     raise ConformanceError(f"{where} returned actions outside {space}: {actions.tolist()}")
                 continue
             if actions.dtype != space.dtype:
@@ -642,7 +666,7 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
     unchecked: list[str] = []
     off_policy = not _on_policy(config)
     head, post, latent_of = _actor_parts(model, config)
-    discrete = head.action_space_kind == "discrete"
+    discrete = head.action_space_kind != "box"
     composition = cast(Any, model).composition
     name = f"{label}: actor head {composition.head.name!r} ({type(head).__name__})"
     if getattr(head, "use_sde", False):
@@ -652,15 +676,19 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
         latent = latent_of(th.as_tensor(np.repeat(obs, 20, axis=0), device=model.device))
         raw = {det: head(latent, deterministic=det) for det in (True, False)}
         sample = head.sample(latent) if off_policy else None
-    # a discrete head's raw action is one index per row
-    expected = (latent.shape[0],) if discrete else (latent.shape[0], head.action_dim)
+    # a Discrete head's raw action is one index per row; the others' one value per action dimension
+    kind = head.action_space_kind
+    expected = (latent.shape[0],) if kind == "discrete" else (latent.shape[0], head.action_dim)
+    space = model.action_space
     for det, actions in raw.items():
         if tuple(actions.shape) != expected:
             raise fail(name, "declarations", f"forward(deterministic={det}) returned shape {tuple(actions.shape)}, "
                                              f"expected {expected}")
-        if discrete and (actions.is_floating_point() or bool(((actions < 0) | (actions >= head.action_dim)).any())):
-            raise fail(name, "declarations", f"forward(deterministic={det}) must return integer action indices in "
-                                             f"[0, {head.action_dim}), got {actions[:8].tolist()}...")
+        rows = actions.detach().cpu().numpy().reshape(latent.shape[0], *(space.shape or ()))
+        if discrete and not all(space.contains(row.astype(space.dtype)) and np.allclose(row, np.round(row))
+                                for row in rows):
+            raise fail(name, "declarations", f"forward(deterministic={det}) must return actions of {space} "
+                                             f"(integer values), got {rows[:4].tolist()}...")
     if sample is not None and tuple(sample.actions.shape) != tuple(raw[True].shape):
         raise fail(name, "declarations", f"sample().actions has shape {tuple(sample.actions.shape)}, expected "
                                          f"{tuple(raw[True].shape)}")

@@ -9,7 +9,7 @@ from diffrl_core.config import (
     DEFAULT_HEADS,
     DEFAULT_LOSSES,
     DEFAULT_POSTPROCESSOR,
-    DISCRETE_HEAD,
+    DISCRETE_HEADS,
     ENTROPY_LOSS,
     ON_POLICY_UNBOUNDED_POSTPROCESSOR,
 )
@@ -37,7 +37,7 @@ def test_nothing_under_sb3_reaches_the_global_plugin_host() -> None:
 
 
 def test_each_default_component_name_is_written_once() -> None:
-    defaults = {*DEFAULT_HEADS.values(), *DEFAULT_LOSSES.values(), DEFAULT_POSTPROCESSOR, DISCRETE_HEAD,
+    defaults = {*DEFAULT_HEADS.values(), *DEFAULT_LOSSES.values(), DEFAULT_POSTPROCESSOR, *DISCRETE_HEADS.values(),
                 ENTROPY_LOSS, ON_POLICY_UNBOUNDED_POSTPROCESSOR}
     # where a name may stand: the defaults table, and the built-in plugin that registers its own names
     allowed = {CORE / "config.py", CORE / "builtin" / "plugin.py"}

@@ -16,6 +16,7 @@ import pytest
 from diffrl_core import load_model, make_model
 from diffrl_core.errors import ConfigError, IncompatibleComponentsError
 from diffrl_core.plugins import load_plugins
+from diffrl_core.testing import discrete_env
 
 ALGOS = ("ppo", "a2c")
 TINY: dict[str, dict[str, Any]] = {"ppo": {"n_steps": 16, "batch_size": 8, "n_epochs": 2}, "a2c": {"n_steps": 8}}
@@ -33,7 +34,7 @@ def _culprits(registry: Any, algo: str, head: str, post: str, loss: str) -> list
     post_cls = registry("postprocessors").resolve(post)
     culprits = [] if head_cls.evaluates_actions else [head]
     culprits += [] if registry("loss_terms").resolve(loss).check_compatible(head_cls, algo) is None else [loss]
-    if head_cls.action_space_kind == "discrete":
+    if head_cls.action_space_kind != "box":
         culprits += [] if post == "identity" else [post]
     elif post_cls.check_head(head_cls) is not None:
         culprits.append(post)
@@ -51,11 +52,11 @@ def test_every_combination_trains_acts_in_bounds_and_loads_in_a_fresh_process(al
     host = load_plugins()
     names = {kind: sorted(r.name for r in host.registry(kind)) for kind in ("actor_heads", "postprocessors",
                                                                            "loss_terms")}
-    saved: list[tuple[str, str, list[list[float]]]] = []
+    saved: list[tuple[str, str, np.ndarray, list[Any]]] = []
     refused = 0
     for head in names["actor_heads"]:
-        discrete = host.registry("actor_heads").resolve(head).action_space_kind == "discrete"
-        env_id = DISCRETE_ENV if discrete else CONTINUOUS_ENV
+        kind = host.registry("actor_heads").resolve(head).action_space_kind
+        env_id = CONTINUOUS_ENV if kind == "box" else discrete_env(kind)  # CartPole, SB3's identity envs
         space, obs = gym.make(env_id).action_space, _observations(env_id)
         for post in names["postprocessors"]:
             for loss in names["loss_terms"]:
@@ -76,24 +77,22 @@ def test_every_combination_trains_acts_in_bounds_and_loads_in_a_fresh_process(al
                     assert all(space.contains(np.asarray(a, dtype=space.dtype)) for a in actions), (label, actions)
                 path = tmp_path / f"{len(saved)}.zip"
                 model.save(path)
-                saved.append((label, str(path), model.predict(obs, deterministic=True)[0].tolist()))
-    # 4 continuous heads x their post-processors x their terms (ppo_clip is PPO's), + categorical
+                saved.append((label, str(path), obs, model.predict(obs, deterministic=True)[0].tolist()))
+    # 4 continuous heads x their post-processors x their terms (ppo_clip is PPO's), + the 3 discrete heads
     assert refused > 0 and len(saved) >= (60 if algo == "ppo" else 40)
     script = (
-        "import json, sys\nimport numpy as np\nimport gymnasium as gym\nfrom diffrl_core import load_model\n"
-        "jobs = json.loads(sys.argv[1])\nout = []\n"
-        "for label, path, env_id in jobs:\n"
-        "    env = gym.make(env_id)\n"
-        "    obs = np.stack([env.reset(seed=seed)[0] for seed in range(4)])\n"
-        "    out.append(load_model(path).predict(obs, deterministic=True)[0].tolist())\n"
+        "import json, sys\nimport numpy as np\nfrom diffrl_core import load_model\n"
+        "out = [load_model(path).predict(np.asarray(obs), deterministic=True)[0].tolist()\n"
+        "       for path, obs in json.loads(sys.argv[1])]\n"
         "print('RESULT ' + json.dumps(out))\n"
     )
-    jobs = [(label, path, DISCRETE_ENV if "categorical" in label else CONTINUOUS_ENV) for label, path, _ in saved]
+    # the same observations (SB3's identity envs draw theirs from an unseeded space)
+    jobs = [(path, obs.tolist()) for _, path, obs, _ in saved]
     result = subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], capture_output=True, text=True,
                             timeout=600, env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    for (label, _, expected), actual in zip(saved, loaded, strict=True):
+    for (label, _, _, expected), actual in zip(saved, loaded, strict=True):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6, err_msg=label)
 
 

@@ -97,3 +97,37 @@ def test_the_rollout_buffer_holds_the_raw_action_and_the_env_the_clipped_one() -
     obs = th.as_tensor(model.rollout_buffer.observations.reshape(64, -1))
     _, evaluation = model.policy.evaluate(obs, th.as_tensor(model.rollout_buffer.actions.reshape(64, 1)))
     assert evaluation.log_prob.shape == (64,)
+
+
+@pytest.mark.parametrize("env_class", ["IdentityEnvMultiDiscrete", "IdentityEnvMultiBinary"])
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_multi_discrete_and_multi_binary_actions_train_to_stable_baselines3s_parameters(algo: str,
+                                                                                       env_class: str) -> None:
+    """``multi_categorical`` and ``bernoulli`` are SB3's MultiCategorical and Bernoulli distributions.
+
+    One env: SB3's identity envs draw their states from an unseeded action space in every env but the first.
+    """
+    from stable_baselines3.common import envs
+
+    def make() -> Any:
+        return make_vec_env(lambda: getattr(envs, env_class)(dim=3), n_envs=1)
+
+    kwargs = {**HYPERPARAMETERS[algo], "ent_coef": 0.01, "seed": 0}
+    stock = SB3[algo]("MlpPolicy", make(), **kwargs).learn(N_STEPS * CYCLES)
+    composed = (ComposedPPO if algo == "ppo" else ComposedA2C)("MlpPolicy", make(), **kwargs)
+    assert composed.composition.head.name == ("multi_categorical" if "Discrete" in env_class else "bernoulli")
+    composed.learn(N_STEPS * CYCLES)
+    assert max_abs_difference(stock.policy, composed.policy) <= TOLERANCE
+
+
+def test_a_head_that_cannot_act_in_the_space_is_refused_by_sb3s_entry_point_too() -> None:
+    from stable_baselines3.common.envs import IdentityEnvMultiBinary
+
+    from diffrl_core.config import parse_config
+    from diffrl_core.errors import IncompatibleComponentsError
+    from diffrl_core.plugins import load_plugins
+    from diffrl_core.resolve import resolve_composition
+
+    composition = resolve_composition(parse_config({"env": "Pendulum-v1", "algo": "ppo"}), load_plugins())
+    with pytest.raises(IncompatibleComponentsError, match=r"head 'diag_gaussian'.*cannot act in.*MultiBinary"):
+        ComposedPPO("MlpPolicy", make_vec_env(lambda: IdentityEnvMultiBinary(dim=3)), composition=composition)

@@ -42,7 +42,7 @@ def test_builtins_register_through_the_hooks(fake_entry_points) -> None:
     assert host.errors == []
     builtin = host.plugins["diffrl_core"]
     assert builtin.provenance.builtin and builtin.provenance.version is None
-    assert builtin.components["actor_heads"] == ["deterministic", "categorical"]
+    assert builtin.components["actor_heads"] == ["deterministic", "categorical", "multi_categorical", "bernoulli"]
     assert set(builtin.components["loss_terms"]) == {"q_value", "bc", "ppo_clip", "policy_gradient", "entropy_bonus"}
     assert set(builtin.components["postprocessors"]) == {"identity", "clip", "tanh", "clip_to_bounds"}
     assert host.registry("postprocessors").get("clip").provenance.plugin == "diffrl_core"
@@ -280,7 +280,7 @@ def test_invalid_component_names_are_rejected(fake_entry_points, make_plugin) ->
     errors = errors_of(host, "names")
     assert any("'BetaHead' is not a valid actor head name" in e and "snake_case" in e for e in errors)
     assert any("'ok_head' must be registered with a class or a 'module:Class' string" in e for e in errors)
-    assert len(host.registry("actor_heads")) == 2  # only the built-ins
+    assert len(host.registry("actor_heads")) == 4  # only the built-ins
 
 
 def test_two_distributions_with_one_entry_point_name(fake_entry_points, make_plugin, monkeypatch) -> None:
@@ -353,7 +353,7 @@ def test_unknown_name_suggests_close_names(fake_entry_points) -> None:
 
 def test_unknown_name_without_close_match_lists_names(fake_entry_points) -> None:
     host = load(fake_entry_points)
-    with pytest.raises(UnknownNameError, match="registered: categorical, deterministic"):
+    with pytest.raises(UnknownNameError, match="registered: bernoulli, categorical, deterministic, multi_categorical"):
         host.registry("actor_heads").get("zzzzzz")
 
 

@@ -12,6 +12,8 @@ from diffrl_core.hookspecs import RegisterComponent, hookimpl
 def register_actor_heads(register: RegisterComponent) -> None:
     register("deterministic", "diffrl_core.builtin.heads:DeterministicHead")
     register("categorical", "diffrl_core.builtin.heads:CategoricalHead")
+    register("multi_categorical", "diffrl_core.builtin.heads:MultiCategoricalHead")
+    register("bernoulli", "diffrl_core.builtin.heads:BernoulliHead")
 
 
 @hookimpl

@@ -55,6 +55,7 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
             # a model loaded by stable-baselines3's load() has its saved names; a new one has SB3's own actor
             self.composition = composition_for_sb3(self._algo_name, getattr(self, "diffrl_components", None))
         # refused before the replay buffer is allocated and the networks are built
+        self.check_action_space()
         check_sde(self.composition.head, getattr(self, "use_sde", False))
         # the policy alias is saved so that load_model rebuilds the same policy class without unpickling it
         # (None: a user's subclass of a composed policy, which only the class itself can rebuild)

@@ -16,7 +16,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 
-from diffrl_core.errors import DiffRLError
+from diffrl_core.errors import DiffRLError, IncompatibleComponentsError
 from diffrl_core.sb3.policies import _ComposedPolicyMixin
 
 if TYPE_CHECKING:
@@ -58,6 +58,14 @@ class ComposedModelMixin:
             )
         self.composition = composition
         super().__init__(*args, **kwargs)
+
+    def check_action_space(self) -> None:
+        """The composition's head can act in the env's action space (SB3's entry points skip make_model's check)."""
+        assert self.composition is not None
+        reason = self.composition.head_class.check_action_space(self.action_space)  # type: ignore[attr-defined]
+        if reason:
+            raise IncompatibleComponentsError(f"{type(self).__name__}: head {self.composition.head.describe()} "
+                                              f"cannot act in {self.env_label()}: it {reason}")
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]

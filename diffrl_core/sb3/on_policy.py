@@ -65,6 +65,7 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
             # a model loaded by stable-baselines3's load() has its saved names; a new one has SB3's own policy
             self.composition = composition_for_sb3(self._algo_name, getattr(self, "diffrl_components", None),
                                                    self.action_space, self.ent_coef)
+        self.check_action_space()
         weights = [term.weight for term in self.composition.loss_terms if term.name == ENTROPY_LOSS]
         if self.ent_coef != 0 and self.ent_coef not in weights:
             raise ConfigError(
@@ -84,6 +85,10 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
         self._loss_terms = self.composition.build_loss_terms()
         # non-finite gradients are refused before the step (SB3's gradient clipping would spread them)
         self.policy.optimizer.register_step_pre_hook(self._gradient_guard())
+
+    def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
+        # SB3 recognizes its MlpPolicy by class name; the composed one has its own
+        super()._maybe_recommend_cpu(self.policy_aliases["MlpPolicy"].__name__)
 
     def _gradient_guard(self) -> Any:
         sentinels = sentinel_parameters(self.policy.optimizer)

@@ -45,6 +45,7 @@ from diffrl_core.components import (
     HeadEvaluation,
     HeadSample,
     PostProcessor,
+    head_action_dim,
     postprocess_sample,
 )
 from diffrl_core.errors import ConfigError, IncompatibleComponentsError
@@ -361,9 +362,8 @@ class _ComposedActorCriticMixin(_ComposedPolicyMixin):
         self._build_mlp_extractor()  # type: ignore[attr-defined]
         latent_dim_pi = self.mlp_extractor.latent_dim_pi  # type: ignore[attr-defined]
         space = self.action_space
-        action_dim = int(space.n) if isinstance(space, spaces.Discrete) else get_action_dim(space)
         # where SB3 builds its action_net (and log_std), so the same seed gives the same weights
-        self.head = self.composition.head.build(latent_dim_pi, action_dim)
+        self.head = self.composition.head.build(latent_dim_pi, head_action_dim(space))
         self.postprocessor = self.composition.postprocessor.build(space)
         self.value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, 1)  # type: ignore[attr-defined]
         if self.ortho_init:  # type: ignore[attr-defined]
