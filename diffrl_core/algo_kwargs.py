@@ -219,6 +219,14 @@ class _OnPolicyKwargs(BaseModel):
     vf_coef: float = Field(None, ge=0, description="weight of the value loss")
     max_grad_norm: float = Field(None, gt=0, description="the gradient is clipped to this norm")
     normalize_advantage: bool = Field(None, description="normalize the advantages over each minibatch")
+    use_sde: bool = Field(
+        None, description="generalized state-dependent exploration (gSDE); needs a head that supports it under "
+        "the algorithm (`diag_gaussian` under PPO and A2C), whose `head_kwargs` take `log_std_init`, `use_expln`, "
+        "`full_std`"
+    )
+    sde_sample_freq: Annotated[int, AfterValidator(_sde_sample_freq)] = Field(
+        None, description="gSDE: new exploration weights every N steps (`-1`: only at the start of each rollout)"
+    )
     stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
     tensorboard_log: str | None = Field(
         None, description="TensorBoard folder (`diffrl train` logs into the run folder)"
@@ -256,8 +264,7 @@ ALGO_KWARGS: dict[str, type[BaseModel]] = {"sac": SACKwargs, "td3": TD3Kwargs, "
 
 #: algo_kwargs stable-baselines3 has that diffrl does not compose yet: key -> why refused
 UNSUPPORTED_ALGO_KWARGS = {
-    "ppo": {"use_sde": "gSDE is not composed for PPO and A2C yet (it is for SAC)", "sde_sample_freq": "see use_sde",
-            "rollout_buffer_class": "the rollout buffer is stable-baselines3's own (or its Dict version)",
+    "ppo": {"rollout_buffer_class": "the rollout buffer is stable-baselines3's own (or its Dict version)",
             "rollout_buffer_kwargs": "see rollout_buffer_class"},
 }
 UNSUPPORTED_ALGO_KWARGS["a2c"] = UNSUPPORTED_ALGO_KWARGS["ppo"]

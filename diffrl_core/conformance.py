@@ -587,10 +587,16 @@ def _check_against_sample(head: ActorHead, latent: th.Tensor, name: str, seed: i
     """
     import torch as th
 
+    sde = getattr(head, "use_sde", False)
+    if sde:  # gSDE's exploration weights hold the graph of their draw, which deepcopy refuses: draw plain ones
+        with th.no_grad():
+            head.reset_noise()
     head64 = copy.deepcopy(head).double()
     latent64 = latent.double()
     try:
         with seeded(seed), th.no_grad():
+            if sde:
+                head64.reset_noise()  # float64 weights
             sample = head64.sample(latent64)
             if sample.log_prob is None:
                 return  # no density of its own sample to agree with (e.g. a discrete head's default sample())

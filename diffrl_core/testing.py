@@ -713,7 +713,7 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
             raise fail(name, "declarations", "it declares has_log_prob = False but sample() returned a log-prob")
     conformance.check_deterministic(lambda: head(latent, deterministic=True), name, "forward(deterministic=True)")
     sde = getattr(head, "use_sde", False)
-    if sde:  # the noise is fixed between reset_noise() calls: property [sde] checks what it does instead
+    if sde and off_policy:  # the noise is fixed between reset_noise() calls: property [sde] checks it instead
         unchecked += [f"{name}: {PROPERTIES[p]} (gSDE: its samples share one noise draw; see [sde])"
                       for p in ("same_distribution", "density", "log_prob_gradient")]
     if head.stochastic and not sde:
@@ -736,12 +736,11 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
             if not th.allclose(actions, raw[True], rtol=1e-5, atol=1e-6):
                 raise fail(name, "same_distribution", f"it declares stochastic = False but {what} differs from "
                                                       "forward(deterministic=True)")
-    # a head built for gSDE (SAC's use_sde) is not the one PPO and A2C evaluate actions with: they refuse use_sde
-    if head.evaluates_actions and not getattr(model, "use_sde", False):
+    if head.evaluates_actions:
         conformance.check_evaluate_actions(head, latent, name)
 
-    if off_policy and type(head).supports_sde:  # gSDE is SAC's: PPO and A2C refuse use_sde
-        _check_sde(cast(Any, model).actor.head_component, latent, head.action_dim, name)
+    if type(head).supports_sde:
+        _check_sde(composition.head, latent, head.action_dim, name)
 
     if discrete:  # the env takes the head's index as it is: no post-processor runs
         return unchecked
@@ -761,11 +760,15 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
 
 def _check_sde(component: Any, latent: Any, action_dim: int, name: str) -> None:
     """Property ``sde``: built as SAC builds it for ``use_sde``, the head samples, resets and keeps its noise."""
+    import inspect
+
     import torch as th
 
     from diffrl_core.sb3.policies import ComposedActor
 
-    options = ComposedActor.SDE_DEFAULTS
+    # SAC's gSDE options, those the head takes (PPO's and A2C's are the same without clip_mean)
+    parameters = inspect.signature(component.cls).parameters
+    options = {key: value for key, value in ComposedActor.SDE_DEFAULTS.items() if key in parameters}
     try:
         head = component.build(latent.shape[1], action_dim, use_sde=True, **options)
         with th.no_grad():

@@ -150,7 +150,7 @@ def test_ent_coef_that_no_term_carries_is_refused_from_python() -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
-    ("use_sde", True, r"algo_kwargs.use_sde: not supported under algo 'ppo': gSDE"),
+    ("rollout_buffer_class", "RolloutBuffer", r"algo_kwargs.rollout_buffer_class: not supported under algo 'ppo'"),
     ("buffer_size", 100, r"algo_kwargs.buffer_size: not a keyword argument of stable-baselines3's PPO"),
     ("clip_range", 0.0, r"algo_kwargs.clip_range: expected a positive number"),
     ("batch_size", 1, r"algo_kwargs.batch_size"),
@@ -283,4 +283,11 @@ def test_action_noise_is_refused_under_on_policy_algorithms() -> None:
     config = _config("ppo")
     config["action_noise"] = {"type": "normal", "sigma": 0.1}
     with pytest.raises(ConfigError, match=r"action_noise: only for algo sac or td3"):
+        make_model(config)
+
+
+def test_gsde_with_a_head_that_does_not_support_it_is_refused_naming_it() -> None:
+    config = _config("ppo", head="beta")
+    config["algo_kwargs"]["use_sde"] = True
+    with pytest.raises(IncompatibleComponentsError, match=r"use_sde: actor head 'beta'.*does not support .*gSDE"):
         make_model(config)

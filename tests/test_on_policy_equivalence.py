@@ -131,3 +131,38 @@ def test_a_head_that_cannot_act_in_the_space_is_refused_by_sb3s_entry_point_too(
     composition = resolve_composition(parse_config({"env": "Pendulum-v1", "algo": "ppo"}), load_plugins())
     with pytest.raises(IncompatibleComponentsError, match=r"head 'diag_gaussian'.*cannot act in.*MultiBinary"):
         ComposedPPO("MlpPolicy", make_vec_env(lambda: IdentityEnvMultiBinary(dim=3)), composition=composition)
+
+
+@pytest.mark.parametrize("policy_kwargs", [
+    {"log_std_init": -1.0},  # SB3's Gaussian, a policy kwarg the composed head takes
+    {"use_sde": True, "log_std_init": -2.0},
+    {"use_sde": True, "log_std_init": -1.0, "use_expln": True, "full_std": False},
+], ids=["log_std_init", "gsde", "gsde-expln"])
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_gsde_and_sb3s_gaussian_policy_kwargs_train_to_stable_baselines3s_parameters(
+        algo: str, policy_kwargs: dict[str, Any]) -> None:
+    """``diag_gaussian`` under gSDE is SB3's PPO/A2C gSDE policy (StateDependentNoiseDistribution)."""
+    policy_kwargs = dict(policy_kwargs)
+    use_sde = policy_kwargs.pop("use_sde", False)
+    kwargs = {**HYPERPARAMETERS[algo], "ent_coef": 0.01, "seed": 0, "use_sde": use_sde, "policy_kwargs": policy_kwargs}
+    if use_sde:
+        kwargs["sde_sample_freq"] = 4
+    stock = SB3[algo]("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=N_ENVS), **kwargs)
+    stock.learn(N_ENVS * N_STEPS * CYCLES)
+    composed = (ComposedPPO if algo == "ppo" else ComposedA2C)("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=N_ENVS),
+                                                              **kwargs)
+    composed.learn(N_ENVS * N_STEPS * CYCLES)
+    assert max_abs_difference(stock.policy, composed.policy) <= TOLERANCE
+
+
+def test_gsde_from_a_config_explores_with_noise_fixed_between_resets() -> None:
+    model = make_model({"env": "Pendulum-v1", "algo": "ppo", "seed": 0, "policy": {"head_kwargs": {"log_std_init": -1}},
+                        "algo_kwargs": {"use_sde": True, "sde_sample_freq": 4, "n_steps": 64, "batch_size": 32}})
+    assert model.use_sde and model.policy.head.use_sde
+    model.learn(128)
+    obs = np.zeros((1, 3), dtype=np.float32)
+    model.policy.reset_noise(1)
+    first, second = (model.predict(obs, deterministic=False)[0] for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    model.policy.reset_noise(1)
+    assert not np.array_equal(model.predict(obs, deterministic=False)[0], first)

@@ -46,7 +46,7 @@ from diffrl_core.sb3.divergence import (
     nonfinite_argument,
     sentinel_parameters,
 )
-from diffrl_core.sb3.policies import POLICIES, alias_of
+from diffrl_core.sb3.policies import POLICIES, alias_of, check_sde
 
 
 class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
@@ -58,14 +58,12 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
     """
 
     def _setup_model(self) -> None:
-        if self.use_sde:
-            raise ConfigError(f"{type(self).__name__}: use_sde (gSDE) is not composed for PPO and A2C yet; "
-                              "leave it off")
         if self.composition is None:
             # a model loaded by stable-baselines3's load() has its saved names; a new one has SB3's own policy
             self.composition = composition_for_sb3(self._algo_name, getattr(self, "diffrl_components", None),
                                                    self.action_space, self.ent_coef)
         self.check_action_space()
+        check_sde(self.composition.head, self.use_sde, self._algo_name)  # before any network is built
         weights = [term.weight for term in self.composition.loss_terms if term.name == ENTROPY_LOSS]
         if self.ent_coef != 0 and self.ent_coef not in weights:
             raise ConfigError(

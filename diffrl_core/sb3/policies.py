@@ -13,6 +13,7 @@ never imported or evaluated.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -204,21 +205,36 @@ class ComposedActor(BasePolicy):
         return self(observation, deterministic)
 
 
-def check_sde(head: ResolvedComponent, use_sde: bool) -> None:
+#: algo -> the gSDE options it builds a head with (besides ``use_sde=True``): SAC's actor, PPO's and A2C's policy
+SDE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sac": ("log_std_init", "full_std", "use_expln", "clip_mean"),
+    "ppo": ("log_std_init", "full_std", "use_expln"),
+    "a2c": ("log_std_init", "full_std", "use_expln"),
+}
+
+
+def check_sde(head: ResolvedComponent, use_sde: bool, algo: str = "sac") -> None:
     """Refuse gSDE with a head that does not support it, and ``use_sde`` among a head's kwargs (it is the algorithm's).
 
     :param head: the resolved actor head
     :param use_sde: the algorithm's ``use_sde``
+    :param algo: the algorithm, whose gSDE options (:data:`SDE_OPTIONS`) the head's constructor must take
     """
     if "use_sde" in head.kwargs:
         raise ConfigError(
             f"{head.kwargs_key}: 'use_sde' is not a head kwarg; set algo_kwargs.use_sde "
             "(stable-baselines3's use_sde), and the head builds itself for gSDE"
         )
-    if use_sde and not getattr(head.cls, "supports_sde", False):
+    if not use_sde:
+        return
+    parameters = inspect.signature(head.cls).parameters
+    missing = [name for name in ("use_sde", *SDE_OPTIONS.get(algo, ())) if name not in parameters]
+    if not getattr(head.cls, "supports_sde", False) or missing:
+        why = f" (its constructor takes no {', '.join(missing)})" if missing else ""
         raise IncompatibleComponentsError(
             f"use_sde: actor head {head.describe()} does not support stable-baselines3's gSDE (state-dependent "
-            "exploration); use a head that does, such as 'squashed_gaussian', or leave use_sde off"
+            f"exploration) under {algo.upper()}{why}; use a head that does, such as 'squashed_gaussian' (SAC) or "
+            "'diag_gaussian' (PPO, A2C), or leave use_sde off"
         )
 
 
@@ -362,8 +378,21 @@ class _ComposedActorCriticMixin(_ComposedPolicyMixin):
         self._build_mlp_extractor()  # type: ignore[attr-defined]
         latent_dim_pi = self.mlp_extractor.latent_dim_pi  # type: ignore[attr-defined]
         space = self.action_space
+        # SB3's policy kwargs of its Gaussian (log_std_init) and gSDE (full_std, use_expln) reach a head that takes
+        # them; the config's head_kwargs take precedence
+        options: dict[str, Any] = {}
+        parameters = inspect.signature(self.composition.head.cls).parameters
+        if self.use_sde:  # type: ignore[attr-defined]
+            check_sde(self.composition.head, True, self.composition.algo)
+            if self.dist_kwargs["squash_output"]:  # type: ignore[attr-defined]
+                raise ConfigError("squash_output: PPO's and A2C's squashed gSDE is not composed; for actions "
+                                  "squashed to the bounds, use a bounded head such as 'squashed_gaussian'")
+            options = dict(use_sde=True, log_std_init=self.log_std_init,  # type: ignore[attr-defined]
+                           full_std=self.dist_kwargs["full_std"], use_expln=self.dist_kwargs["use_expln"])  # type: ignore[attr-defined]
+        elif "log_std_init" in parameters and self.log_std_init != 0.0:  # type: ignore[attr-defined]
+            options = dict(log_std_init=self.log_std_init)  # type: ignore[attr-defined]
         # where SB3 builds its action_net (and log_std), so the same seed gives the same weights
-        self.head = self.composition.head.build(latent_dim_pi, head_action_dim(space))
+        self.head = self.composition.head.build(latent_dim_pi, head_action_dim(space), **options)
         self.postprocessor = self.composition.postprocessor.build(space)
         self.value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, 1)  # type: ignore[attr-defined]
         if self.ortho_init:  # type: ignore[attr-defined]
@@ -424,6 +453,11 @@ class _ComposedActorCriticMixin(_ComposedPolicyMixin):
         if not isinstance(self.action_space, spaces.Box):
             return raw_actions
         return self.postprocessor(raw_actions, explore=not deterministic)
+
+    def reset_noise(self, n_envs: int = 1) -> None:
+        """gSDE: new exploration weights for ``n_envs`` envs (the head's; SB3 calls it when ``use_sde``)."""
+        assert self.use_sde, "reset_noise() is only available when using gSDE"  # type: ignore[attr-defined]
+        self.head.reset_noise(n_envs)
 
     def get_distribution(self, obs: PyTorchObs) -> Any:
         raise NotImplementedError(

@@ -186,9 +186,10 @@ class SquashedGaussianHead(_GaussianParams):
 
     def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
         """The log-prob of squashed actions (tanh inverted, as stable-baselines3 does); no closed-form entropy."""
-        if self.use_sde:
-            raise NotImplementedError("squashed_gaussian with gSDE cannot evaluate given actions (gSDE is SAC's here)")
         params = self.params(latent)
+        if self.use_sde:  # the variance of gSDE's noise latent @ W, whatever W was drawn
+            sde = self.sde_distribution.proba_distribution(params["mean"], self.log_std, latent)
+            return HeadEvaluation(sde.log_prob(actions), None, params)
         distribution = self.distribution.proba_distribution(params["mean"], params["log_std"])
         return HeadEvaluation(distribution.log_prob(actions), None, params)
 
@@ -212,30 +213,55 @@ class DiagGaussianHead(ActorHead):
     to its bounds), which makes it their ``MlpPolicy`` with the same weights and updates;
     ``tanh`` or ``clip`` use it in normalized units. It also works under SAC (after ``tanh``).
 
+    With gSDE under PPO/A2C (``algo_kwargs.use_sde: true``) it is their gSDE policy instead:
+    SB3's :class:`~stable_baselines3.common.distributions.StateDependentNoiseDistribution`
+    (unsquashed, features not learned), whose noise is ``latent @ W`` with weights ``W`` drawn by
+    :meth:`reset_noise`, and whose log-std is a ``(latent, action)`` matrix (or one column).
+
     :param latent_dim: size of the latent features
     :param action_dim: size of the action
     :param log_std_init: initial log-std (stable-baselines3's default 0.0)
+    :param use_sde: gSDE (set by the algorithm from ``use_sde``, not in ``head_kwargs``)
+    :param full_std: gSDE: one std per (latent feature, action) pair, not per latent feature
+    :param use_expln: gSDE: ``expln`` instead of ``exp`` for the std
     """
 
     stochastic = True
     has_log_prob = True
     bounded = False
     evaluates_actions = True
+    supports_sde = True
 
-    def __init__(self, latent_dim: int, action_dim: int, log_std_init: float = 0.0) -> None:
+    def __init__(self, latent_dim: int, action_dim: int, log_std_init: float = 0.0, use_sde: bool = False,
+                 full_std: bool = True, use_expln: bool = False) -> None:
         super().__init__(latent_dim, action_dim)
         if not (isinstance(log_std_init, (int, float)) and math.isfinite(log_std_init)):
             raise ValueError(f"log_std_init must be a finite number, got {log_std_init!r}")
-        self.distribution = DiagGaussianDistribution(action_dim)
-        # SB3's layers (named action_net and log_std there) in the same order, so the same seed gives the same weights
-        self.action_net, self.log_std = self.distribution.proba_distribution_net(latent_dim, log_std_init=log_std_init)
+        self.use_sde = use_sde
+        self.distribution: DiagGaussianDistribution | StateDependentNoiseDistribution
+        if use_sde:
+            self.distribution = StateDependentNoiseDistribution(
+                action_dim, full_std=full_std, use_expln=use_expln, squash_output=False, learn_features=False
+            )
+            # SB3's PPO/A2C gSDE layers, in its order (their exploration weights are drawn here, as SB3 does)
+            self.action_net, self.log_std = self.distribution.proba_distribution_net(
+                latent_dim, log_std_init=log_std_init, latent_sde_dim=latent_dim
+            )
+        else:
+            self.distribution = DiagGaussianDistribution(action_dim)
+            # SB3's layers (named action_net and log_std there) in the same order, so the same seed gives the
+            # same weights
+            self.action_net, self.log_std = self.distribution.proba_distribution_net(latent_dim,
+                                                                                     log_std_init=log_std_init)
 
     def params(self, latent: th.Tensor) -> dict[str, th.Tensor]:
-        """``{"mean": ..., "log_std": ...}``, each ``(batch, action_dim)``."""
+        """``{"mean": ..., "log_std": ...}``, each ``(batch, action_dim)`` (gSDE: only ``{"mean"}``)."""
         mean = self.action_net(latent)
-        return {"mean": mean, "log_std": self.log_std.expand_as(mean)}
+        return {"mean": mean} if self.use_sde else {"mean": mean, "log_std": self.log_std.expand_as(mean)}
 
-    def _distribution(self, latent: th.Tensor) -> DiagGaussianDistribution:
+    def _distribution(self, latent: th.Tensor) -> DiagGaussianDistribution | StateDependentNoiseDistribution:
+        if isinstance(self.distribution, StateDependentNoiseDistribution):
+            return self.distribution.proba_distribution(self.action_net(latent), self.log_std, latent)
         return self.distribution.proba_distribution(self.action_net(latent), self.log_std)
 
     def forward(self, latent: th.Tensor, deterministic: bool = False) -> th.Tensor:
@@ -248,11 +274,21 @@ class DiagGaussianHead(ActorHead):
 
     def evaluate_actions(self, latent: th.Tensor, actions: th.Tensor) -> HeadEvaluation:
         distribution = self._distribution(latent)
-        params = {"mean": distribution.distribution.mean, "log_std": self.log_std}
+        params = {"mean": distribution.distribution.mean}
         return HeadEvaluation(distribution.log_prob(actions), distribution.entropy(), params)
 
     def sample(self, latent: th.Tensor) -> HeadSample:
         distribution = self._distribution(latent)
         actions = distribution.sample()  # rsample: differentiable in the mean and the log-std
-        return HeadSample(actions, distribution.log_prob(actions), {"mean": distribution.distribution.mean,
-                                                                    "log_std": self.log_std.expand_as(actions)})
+        return HeadSample(actions, distribution.log_prob(actions), self.params(latent))
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        if not isinstance(self.distribution, StateDependentNoiseDistribution):
+            super().reset_noise(batch_size)
+            return
+        self.distribution.sample_weights(self.log_std, batch_size=batch_size)
+
+    def get_std(self) -> th.Tensor:
+        if not isinstance(self.distribution, StateDependentNoiseDistribution):
+            return super().get_std()
+        return self.distribution.get_std(self.log_std)
