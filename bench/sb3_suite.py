@@ -306,7 +306,8 @@ def print_run(run: TargetRun) -> None:
     counts = ", ".join(f"{n} {outcome}" for outcome, n in run.counts().items() if n or outcome in ("passed", "failed"))
     cut = " (TIMED OUT)" if run.timed_out else ""
     print(f"\n[{run.target}] {len(run.selected)} selected of {run.collected} collected "
-          f"({len(run.deselected)} deselected: not SAC/TD3) in {run.duration_s:.0f} s{cut}: {counts}")
+          f"({len(run.deselected)} deselected: not {'/'.join(os.environ.get('DIFFRL_SB3_ALGOS', 'SAC,TD3').split(','))}) "
+          f"in {run.duration_s:.0f} s{cut}: {counts}")
     for note in run.notes:
         print(f"  note: {note}")
     for result in run.bad():

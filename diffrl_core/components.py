@@ -84,7 +84,7 @@ def head_action_dim(action_space: spaces.Space) -> int | list[int]:
         return int(action_space.n)
     if isinstance(action_space, spaces.MultiDiscrete):
         return [int(n) for n in action_space.nvec.ravel()]
-    return int(np.prod(action_space.shape or ()))  # MultiBinary(n), a 1-D Box
+    return int(np.prod(action_space.shape or ()))  # MultiBinary(n), a Box (flattened, as SB3's distributions)
 
 
 @dataclass
@@ -127,7 +127,8 @@ class ActorHead(nn.Module, ABC):
     #: :meth:`evaluate_actions` gives the log-prob (and entropy) of given raw actions: what PPO and
     #: A2C need of a head; heads without it are refused under those algorithms
     evaluates_actions: ClassVar[bool] = False
-    #: the action spaces the head acts in: ``"box"`` (a 1-D continuous Box), ``"discrete"`` (Discrete(n):
+    #: the action spaces the head acts in: ``"box"`` (a continuous Box, flattened: ``action_dim`` is its
+    #: size, and the post-processor gets the flat raw action), ``"discrete"`` (Discrete(n):
     #: ``action_dim`` is ``n`` and the raw action an index), ``"multi_discrete"`` (MultiDiscrete: ``action_dim``
     #: is the list of choice counts ``nvec``, the raw action one index per dimension) or ``"multi_binary"``
     #: (MultiBinary(n): ``action_dim`` is ``n``, the raw action ``n`` zeros and ones); see :func:`head_action_dim`
@@ -177,8 +178,8 @@ class ActorHead(nn.Module, ABC):
                 kind = expected.__name__
                 return f"needs a {kind} action space (gymnasium.spaces.{kind}), got {action_space}"
             return None
-        if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
-            return f"needs a 1-D continuous action space (gymnasium.spaces.Box), got {action_space}"
+        if not isinstance(action_space, spaces.Box):
+            return f"needs a continuous action space (gymnasium.spaces.Box), got {action_space}"
         if not (action_space.is_bounded("both")):
             return f"needs finite action bounds to rescale to, got low={action_space.low}, high={action_space.high}"
         return None

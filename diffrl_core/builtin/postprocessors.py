@@ -104,8 +104,8 @@ class ClipToBounds(PostProcessor):
         super().__init__(action_space)
         # float64: the normalized action of a float32 env action x is then exact wherever it can be (x / 2 for
         # Pendulum's [-2, 2]), and the env gets back the very action stable-baselines3 would send
-        self.low = th.as_tensor(action_space.low, dtype=th.float64)
-        self.high = th.as_tensor(action_space.high, dtype=th.float64)
+        self.low = th.as_tensor(action_space.low.ravel(), dtype=th.float64)  # raw actions come flattened
+        self.high = th.as_tensor(action_space.high.ravel(), dtype=th.float64)
 
     def forward(self, raw_actions: th.Tensor, explore: bool = False) -> th.Tensor:
         low, high = self.low.to(raw_actions.device), self.high.to(raw_actions.device)

@@ -89,7 +89,7 @@ class ComposedActor(BasePolicy):
     """An actor made of stable-baselines3's MLP, a named head and a named post-processor.
 
     :param observation_space: observation space
-    :param action_space: action space (a 1-D Box)
+    :param action_space: action space (a Box, flattened)
     :param net_arch: sizes of the hidden layers between features and head
     :param features_extractor: network to extract features
     :param features_dim: number of features
@@ -441,8 +441,9 @@ class _ComposedActorCriticMixin(_ComposedPolicyMixin):
         (Discrete)."""
         if not isinstance(self.action_space, spaces.Box):
             return raw_actions.cpu().numpy()
-        with th.no_grad():
-            normalized = self.postprocessor(raw_actions, explore=explore).cpu().numpy()
+        with th.no_grad():  # post-processors take flat actions (a Box of any shape), as the head makes them
+            flat = raw_actions.reshape(len(raw_actions), -1)
+            normalized = self.postprocessor(flat, explore=explore).cpu().numpy().reshape(raw_actions.shape)
         # stable-baselines3's unscale_action in float64: a normalized action that is exactly x / 2 (as
         # clip_to_bounds gives for Pendulum's [-2, 2]) comes back as exactly x, the action SB3 would send
         low, high = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
