@@ -305,8 +305,9 @@ def _short(nodeid: str) -> str:
 def print_run(run: TargetRun) -> None:
     counts = ", ".join(f"{n} {outcome}" for outcome, n in run.counts().items() if n or outcome in ("passed", "failed"))
     cut = " (TIMED OUT)" if run.timed_out else ""
+    algos = "/".join(os.environ.get("DIFFRL_SB3_ALGOS", "SAC,TD3").split(","))
     print(f"\n[{run.target}] {len(run.selected)} selected of {run.collected} collected "
-          f"({len(run.deselected)} deselected: not {'/'.join(os.environ.get('DIFFRL_SB3_ALGOS', 'SAC,TD3').split(','))}) "
+          f"({len(run.deselected)} deselected: not {algos}) "
           f"in {run.duration_s:.0f} s{cut}: {counts}")
     for note in run.notes:
         print(f"  note: {note}")
