@@ -1,4 +1,4 @@
-"""stable-baselines3's own SAC/TD3 tests, run against SB3's classes and against the composed ones.
+"""stable-baselines3's own SAC/TD3 (or PPO/A2C) tests, run against SB3's classes and against the composed ones.
 
 The tests come from SB3's source distribution at the installed version: ``pip download
 --no-binary :all: --no-deps stable-baselines3==VERSION`` into ``--cache-dir`` (default
@@ -13,6 +13,9 @@ Each target runs pytest on the chosen test files in a subprocess, with the plugi
 - ``composed``: SB3's names ``SAC``/``TD3`` and the SAC/TD3 policy names ``MlpPolicy``,
   ``CnnPolicy``, ``MultiInputPolicy`` bound to :class:`~diffrl_core.sb3.algorithms.ComposedSAC`,
   :class:`~diffrl_core.sb3.algorithms.ComposedTD3` and their ``policy_aliases``; nothing else.
+
+``--algos PPO A2C`` does the same for PPO and A2C (:class:`~diffrl_core.sb3.on_policy.ComposedPPO`,
+``ComposedA2C``) instead of SAC and TD3.
 
 Both keep the same selection, the items that exercise SAC or TD3 (the others are deselected, and
 counted as such), and, like SB3's own CI (``scripts/run_tests.sh``), leave out the tests marked
@@ -327,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, help="the runs' logs, records and working directories "
                         "(default: a new temporary folder)")
     parser.add_argument("--output", type=Path, help="write a JSON summary here")
-    parser.add_argument("-k", dest="keyword", help="pytest's -k, on top of the SAC/TD3 selection")
+    parser.add_argument("-k", dest="keyword", help="pytest's -k, on top of the selection of --algos")
     parser.add_argument("--algos", nargs="+", default=["SAC", "TD3"], choices=["SAC", "TD3", "PPO", "A2C"],
                         help="the algorithms mapped to the composed classes and selected (default: SAC TD3)")
     parser.add_argument("--include-expensive", action="store_true",

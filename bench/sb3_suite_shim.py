@@ -1,5 +1,8 @@
 """pytest plugin of ``bench/sb3_suite.py``: stable-baselines3's own tests, against SB3's or the composed classes.
 
+The algorithms are SAC and TD3 below; ``DIFFRL_SB3_ALGOS=PPO,A2C`` maps and selects PPO and A2C the same way
+(``stable_baselines3.ppo`` / ``.a2c`` and their policy names).
+
 Loaded with ``-p sb3_suite_shim`` (its folder on ``PYTHONPATH``); ``DIFFRL_SB3_TARGET`` says which
 classes the tests get:
 

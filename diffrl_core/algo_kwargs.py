@@ -221,8 +221,8 @@ class _OnPolicyKwargs(BaseModel):
     normalize_advantage: bool = Field(None, description="normalize the advantages over each minibatch")
     use_sde: bool = Field(
         None, description="generalized state-dependent exploration (gSDE); needs a head that supports it under "
-        "the algorithm (`diag_gaussian` under PPO and A2C), whose `head_kwargs` take `log_std_init`, `use_expln`, "
-        "`full_std`"
+        "the algorithm (`diag_gaussian`: SB3's PPO/A2C gSDE; `squashed_gaussian`), whose `head_kwargs` take "
+        "`log_std_init`, `use_expln`, `full_std`"
     )
     sde_sample_freq: Annotated[int, AfterValidator(_sde_sample_freq)] = Field(
         None, description="gSDE: new exploration weights every N steps (`-1`: only at the start of each rollout)"

@@ -119,10 +119,11 @@ class ActorHead(nn.Module, ABC):
     has_log_prob: ClassVar[bool] = False
     #: raw actions always lie in ``[-1, 1]`` (e.g. tanh-squashed)
     bounded: ClassVar[bool] = False
-    #: supports stable-baselines3's gSDE (``algo_kwargs.use_sde``, SAC): the head is then built with
-    #: ``use_sde=True`` and SB3's gSDE options ``log_std_init``, ``full_std``, ``use_expln`` and
-    #: ``clip_mean`` as keyword arguments (its config kwargs take precedence), and implements
-    #: :meth:`reset_noise` and :meth:`get_std`
+    #: supports stable-baselines3's gSDE (``algo_kwargs.use_sde``): the head is then built with
+    #: ``use_sde=True`` and the algorithm's gSDE options as keyword arguments (its config kwargs take
+    #: precedence): ``log_std_init``, ``full_std``, ``use_expln``, and ``clip_mean`` under SAC
+    #: (:data:`diffrl_core.sb3.policies.SDE_OPTIONS`; a constructor lacking one is refused for that
+    #: algorithm), and implements :meth:`reset_noise` and :meth:`get_std`
     supports_sde: ClassVar[bool] = False
     #: :meth:`evaluate_actions` gives the log-prob (and entropy) of given raw actions: what PPO and
     #: A2C need of a head; heads without it are refused under those algorithms

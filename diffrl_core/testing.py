@@ -230,7 +230,8 @@ def conformance_config(
     - an actor head: SAC with SAC's default loss term (``sac_entropy``, or ``q_value`` if no plugin
       provides it) when the head has a log-prob, TD3 with ``q_value`` otherwise; the pass-through
       ``identity`` after a bounded head, ``tanh`` after an unbounded one. A discrete head
-      (``action_space_kind = "discrete"``): PPO with its own term ``ppo_clip`` on ``CartPole-v1``,
+      (``action_space_kind`` other than ``"box"``): PPO with its own term ``ppo_clip`` on
+      :func:`discrete_env` of its kind (``CartPole-v1`` for Discrete, SB3's identity envs otherwise),
       with ``identity`` (the env takes the head's action as it is);
     - a loss term: after the algorithm's own term, with the first head the term accepts
       (``check_compatible``) of TD3's and SAC's default heads (``deterministic``,
@@ -251,7 +252,7 @@ def conformance_config(
     :param name: the registered name (or env id)
     :param kwargs: the component's kwargs (``head_kwargs``, a loss term's ``kwargs``, ``postprocess_kwargs``,
         or for an env ``env_kwargs``)
-    :param env: the env to train on (default ``Pendulum-v1``, ``CartPole-v1`` with a discrete head; for
+    :param env: the env to train on (default ``Pendulum-v1``, :func:`discrete_env` with a discrete head; for
         ``kind="envs"``, ``name``)
     :param overrides: merged into the result last (recursively), e.g. ``{"algo_kwargs": {...}}``
     """

@@ -291,3 +291,20 @@ def test_gsde_with_a_head_that_does_not_support_it_is_refused_naming_it() -> Non
     config["algo_kwargs"]["use_sde"] = True
     with pytest.raises(IncompatibleComponentsError, match=r"use_sde: actor head 'beta'.*does not support .*gSDE"):
         make_model(config)
+
+
+def test_a_squashed_gaussian_under_ppo_gsde_trains_and_evaluates_its_actions() -> None:
+    """SAC's squashed gSDE head also under PPO: the log-prob of the buffer's (squashed) actions is its own."""
+    import torch as th
+
+    config = _config("ppo", head="squashed_gaussian", head_kwargs={"log_std_init": -1.0})
+    config["algo_kwargs"].update(use_sde=True, sde_sample_freq=4)
+    model = make_model(config)
+    assert model.policy.head.use_sde and model.composition.postprocessor.name == "identity"
+    model.learn(64)
+    buffer = model.rollout_buffer
+    obs = th.as_tensor(buffer.observations.reshape(-1, 3)[:8])
+    actions = th.as_tensor(buffer.actions.reshape(-1, 1)[:8])
+    _, evaluation = model.policy.evaluate(obs, actions)
+    assert th.isfinite(evaluation.log_prob).all() and evaluation.entropy is None
+    assert np.abs(buffer.actions).max() <= 1.0
