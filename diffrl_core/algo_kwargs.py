@@ -120,10 +120,24 @@ REPLAY_BUFFER_KWARGS: dict[str, type[_ReplayBufferKwargs]] = {
 }
 
 
-class _OffPolicyKwargs(BaseModel):
-    """The keyword arguments SAC and TD3 share (stable-baselines3's ``OffPolicyAlgorithm``)."""
+class _AlgorithmKwargs(BaseModel):
+    """The keyword arguments every algorithm has (stable-baselines3's ``BaseAlgorithm``), with ``gamma``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    gamma: float = Field(None, ge=0, le=1, description="discount factor")
+    stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
+    tensorboard_log: str | None = Field(
+        None, description="TensorBoard folder (`diffrl train` logs into the run folder)"
+    )
+    verbose: int = Field(None, ge=0, le=2, description="stable-baselines3's verbosity (0, 1 or 2)")
+    device: Annotated[str, AfterValidator(_device)] = Field(
+        None, description="torch device: `auto`, `cpu`, `cuda`, ..."
+    )
+
+
+class _OffPolicyKwargs(_AlgorithmKwargs):
+    """The keyword arguments SAC and TD3 share (stable-baselines3's ``OffPolicyAlgorithm``)."""
 
     learning_rate: Annotated[float, Field(gt=0)] | Callable[[float], float] = Field(
         None, description="Adam's step size of the actor and the critics (from Python also a schedule: "
@@ -135,7 +149,6 @@ class _OffPolicyKwargs(BaseModel):
     tau: float = Field(
         None, gt=0, le=1, description="soft update coefficient of the target networks (1: hard copy)"
     )
-    gamma: float = Field(None, ge=0, le=1, description="discount factor")
     train_freq: Annotated[int | list[Any], AfterValidator(_train_freq)] = Field(
         None, description="update every N env steps, or `[N, episode]`"
     )
@@ -152,14 +165,6 @@ class _OffPolicyKwargs(BaseModel):
     )
     optimize_memory_usage: bool = Field(None, description="store each observation once in the replay buffer")
     n_steps: int = Field(None, ge=1, description="n-step returns in the replay buffer (1: one-step TD targets)")
-    stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
-    tensorboard_log: str | None = Field(
-        None, description="TensorBoard folder (`diffrl train` logs into the run folder)"
-    )
-    verbose: int = Field(None, ge=0, le=2, description="stable-baselines3's verbosity (0, 1 or 2)")
-    device: Annotated[str, AfterValidator(_device)] = Field(
-        None, description="torch device: `auto`, `cpu`, `cuda`, ..."
-    )
 
 
 class SACKwargs(_OffPolicyKwargs):
@@ -199,18 +204,14 @@ def _clip_range(value: float | Callable[[float], float]) -> float | Callable[[fl
     return value
 
 
-class _OnPolicyKwargs(BaseModel):
+class _OnPolicyKwargs(_AlgorithmKwargs):
     """The keyword arguments PPO and A2C share (stable-baselines3's ``OnPolicyAlgorithm``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     learning_rate: Annotated[float, Field(gt=0)] | Callable[[float], float] = Field(
         None, description="the optimizer's step size (Adam; RMSprop for A2C) (from Python also a schedule: a "
-        "callable of the remaining "
-        "progress, 1 -> 0, as stable-baselines3 takes)"
+        "callable of the remaining progress, 1 -> 0, as stable-baselines3 takes)"
     )
     n_steps: int = Field(None, ge=1, description="env steps per env collected before each update (the rollout)")
-    gamma: float = Field(None, ge=0, le=1, description="discount factor")
     gae_lambda: float = Field(None, ge=0, le=1, description="GAE's lambda (1: Monte Carlo returns, 0: one-step TD)")
     ent_coef: float = Field(
         None, ge=0, description="entropy coefficient: the weight of the default `entropy_bonus` loss term "
@@ -226,14 +227,6 @@ class _OnPolicyKwargs(BaseModel):
     )
     sde_sample_freq: Annotated[int, AfterValidator(_sde_sample_freq)] = Field(
         None, description="gSDE: new exploration weights every N steps (`-1`: only at the start of each rollout)"
-    )
-    stats_window_size: int = Field(None, ge=1, description="episodes averaged in the rollout logs")
-    tensorboard_log: str | None = Field(
-        None, description="TensorBoard folder (`diffrl train` logs into the run folder)"
-    )
-    verbose: int = Field(None, ge=0, le=2, description="stable-baselines3's verbosity (0, 1 or 2)")
-    device: Annotated[str, AfterValidator(_device)] = Field(
-        None, description="torch device: `auto`, `cpu`, `cuda`, ..."
     )
 
 
@@ -260,7 +253,9 @@ class A2CKwargs(_OnPolicyKwargs):
 
 
 #: algo -> the model of its algo_kwargs
-ALGO_KWARGS: dict[str, type[BaseModel]] = {"sac": SACKwargs, "td3": TD3Kwargs, "ppo": PPOKwargs, "a2c": A2CKwargs}
+ALGO_KWARGS: dict[str, type[_AlgorithmKwargs]] = {
+    "sac": SACKwargs, "td3": TD3Kwargs, "ppo": PPOKwargs, "a2c": A2CKwargs,
+}
 
 #: algo_kwargs stable-baselines3 has that diffrl does not compose yet: key -> why refused
 UNSUPPORTED_ALGO_KWARGS = {
@@ -316,7 +311,8 @@ def algo_kwargs_errors(algo: str, kwargs: Mapping[str, Any]) -> list[dict[str, A
         model.model_validate(checked)
     except ValidationError as exc:
         seen = set()
-        for error in exc.errors():
+        order = list(checked)  # in the order the config gives the keys, not the models' field order
+        for error in sorted(exc.errors(), key=lambda error: order.index(error["loc"][0])):
             # the key and list indexes; pydantic adds the union member it tried ("constrained-float", "callable")
             loc = ("algo_kwargs", error["loc"][0], *(part for part in error["loc"][1:] if isinstance(part, int)))
             if loc not in seen:  # one line per key: the first member's reason (a number, before a schedule)

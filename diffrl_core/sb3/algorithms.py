@@ -34,7 +34,7 @@ from diffrl_core.sb3.base import ComposedModelMixin
 from diffrl_core.sb3.divergence import Diagnosis, finite_array, gradient_guard, nonfinite_argument
 from diffrl_core.sb3.on_policy import MIRRORED as ON_POLICY_MIRRORED
 from diffrl_core.sb3.on_policy import ComposedA2C, ComposedPPO
-from diffrl_core.sb3.policies import POLICIES, alias_of, check_sde
+from diffrl_core.sb3.policies import POLICIES, check_sde
 
 if TYPE_CHECKING:
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -57,18 +57,7 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
         # refused before the replay buffer is allocated and the networks are built
         self.check_action_space()
         check_sde(self.composition.head, getattr(self, "use_sde", False))
-        # the policy alias is saved so that load_model rebuilds the same policy class without unpickling it
-        # (None: a user's subclass of a composed policy, which only the class itself can rebuild)
-        self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}  # type: ignore[attr-defined]
-        # SB3 builds the policy from self.policy_kwargs and saves that same dict: the policy
-        # gets the resolved composition, the saved kwargs stay plain data.
-        policy_kwargs = self.policy_kwargs
-        self.policy_kwargs = {**policy_kwargs, "composition": self.composition}
-        try:
-            super()._setup_model()  # type: ignore[misc]
-        finally:
-            self.policy_kwargs = policy_kwargs
-        self._loss_terms = self.composition.build_loss_terms()
+        super()._setup_model()
         # non-finite gradients are refused before the step, while the weights are still finite
         optimizers = {"the actor loss": self.actor.optimizer, "the critic loss": self.critic.optimizer,  # type: ignore[attr-defined]
                       "the entropy coefficient loss": getattr(self, "ent_coef_optimizer", None)}

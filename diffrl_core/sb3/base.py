@@ -17,7 +17,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 
 from diffrl_core.errors import DiffRLError, IncompatibleComponentsError
-from diffrl_core.sb3.policies import _ComposedPolicyMixin
+from diffrl_core.sb3.policies import _ComposedPolicyMixin, alias_of
 
 if TYPE_CHECKING:
     from diffrl_core.components import LossTerm
@@ -58,6 +58,26 @@ class ComposedModelMixin:
             )
         self.composition = composition
         super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        """stable-baselines3's ``_setup_model`` with the resolved composition handed to the policy.
+
+        The subclasses resolve ``self.composition`` and check it first, so that nothing is allocated
+        for a composition that is refused.
+        """
+        assert self.composition is not None
+        # the policy alias is saved so that load_model rebuilds the same policy class without unpickling it
+        # (None: a user's subclass of a composed policy, which only the class itself can rebuild)
+        self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}  # type: ignore[attr-defined]
+        # SB3 builds the policy from self.policy_kwargs and saves that same dict: the policy
+        # gets the resolved composition, the saved kwargs stay plain data.
+        policy_kwargs = self.policy_kwargs
+        self.policy_kwargs = {**policy_kwargs, "composition": self.composition}
+        try:
+            super()._setup_model()  # type: ignore[misc]
+        finally:
+            self.policy_kwargs = policy_kwargs
+        self._loss_terms = self.composition.build_loss_terms()
 
     def check_action_space(self) -> None:
         """The composition's head can act in the env's action space (SB3's entry points skip make_model's check)."""

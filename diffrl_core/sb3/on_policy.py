@@ -46,7 +46,7 @@ from diffrl_core.sb3.divergence import (
     nonfinite_argument,
     sentinel_parameters,
 )
-from diffrl_core.sb3.policies import POLICIES, alias_of, check_sde
+from diffrl_core.sb3.policies import POLICIES, check_sde
 
 
 class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
@@ -72,15 +72,7 @@ class _ComposedOnPolicyAlgorithm(ComposedModelMixin, OnPolicyAlgorithm):
                 f"{'one with weight ' + ', '.join(map(str, weights)) if weights else 'none'}. Give the term that "
                 "weight (or leave ent_coef at 0)"
             )
-        self.diffrl_components = {**self.composition.to_saved(), "policy": alias_of(self.policy_class)}
-        # the policy gets the resolved composition, the saved kwargs stay plain data
-        policy_kwargs = self.policy_kwargs
-        self.policy_kwargs = {**policy_kwargs, "composition": self.composition}
-        try:
-            super()._setup_model()
-        finally:
-            self.policy_kwargs = policy_kwargs
-        self._loss_terms = self.composition.build_loss_terms()
+        super()._setup_model()
         # non-finite gradients are refused before the step (SB3's gradient clipping would spread them)
         self.policy.optimizer.register_step_pre_hook(self._gradient_guard())
 
