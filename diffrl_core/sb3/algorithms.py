@@ -23,7 +23,6 @@ import torch as th
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.her import HerReplayBuffer
 from torch.nn import functional as F
 
@@ -32,6 +31,7 @@ from diffrl_core.errors import DivergenceError
 from diffrl_core.resolve import composition_for_sb3
 from diffrl_core.sb3.base import ComposedModelMixin
 from diffrl_core.sb3.divergence import Diagnosis, finite_array, gradient_guard, nonfinite_argument
+from diffrl_core.sb3.fast import FrozenParameters, PolyakUpdate, use_foreach
 from diffrl_core.sb3.on_policy import MIRRORED as ON_POLICY_MIRRORED
 from diffrl_core.sb3.on_policy import ComposedA2C, ComposedPPO
 from diffrl_core.sb3.policies import POLICIES, check_sde
@@ -64,6 +64,32 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
         for what, optimizer in optimizers.items():
             if optimizer is not None:
                 optimizer.register_step_pre_hook(gradient_guard(self, what))
+        self._use_foreach()
+        # the critics' weights get no gradient from the actor loss (the actor's optimizer would not step them)
+        actor_parameters = {id(parameter) for group in self.actor.optimizer.param_groups for parameter in group["params"]}
+        self.critic_frozen = FrozenParameters(
+            parameter for parameter in self.critic.parameters() if id(parameter) not in actor_parameters  # type: ignore[attr-defined]
+        )
+        self._setup_target_updates()
+
+    def _excluded_save_params(self) -> list[str]:
+        # rebuilt by _setup_model from the networks
+        return [*super()._excluded_save_params(), "critic_frozen", "critic_target_update", "actor_target_update",
+                "batch_norm_stats_update"]
+
+    def _setup_target_updates(self) -> None:
+        """The fused Polyak updates of the target networks (and copies of their batch norm statistics)."""
+        raise NotImplementedError
+
+    def _use_foreach(self) -> None:
+        for optimizer in (self.actor.optimizer, self.critic.optimizer, getattr(self, "ent_coef_optimizer", None)):  # type: ignore[attr-defined]
+            if optimizer is not None:
+                use_foreach(optimizer)
+
+    def set_parameters(self, *args: Any, **kwargs: Any) -> None:
+        """stable-baselines3's ``set_parameters``; loaded optimizer settings that leave ``foreach`` unset get it."""
+        super().set_parameters(*args, **kwargs)  # type: ignore[misc]
+        self._use_foreach()
 
     def check_loss(self, value: float, what: str) -> None:
         """Stop with the explained :class:`DivergenceError` when a loss value is not finite (free when it is)."""
@@ -225,7 +251,8 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
                 replay_data, sample, q_fn=self.actor_q_fn(observations),
                 postprocess=self.actor.postprocessor, alpha=ent_coef, algo="sac",
             )
-            actor_loss = self._actor_loss(ctx, logs)
+            with self.critic_frozen():  # no gradients of the critics' weights, which the next critic step discards
+                actor_loss = self._actor_loss(ctx, logs)
             # <<< diffrl
             actor_losses.append(actor_loss.item())
 
@@ -236,9 +263,14 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
 
             # Update target networks
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                # >>> diffrl: the same numbers in fused ops (diffrl_core.sb3.fast)
+                # SB3: polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                # SB3: # Copy running stats, see GH issue #996
+                # SB3: polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self.critic_target_update(self.tau)
                 # Copy running stats, see GH issue #996
-                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self.batch_norm_stats_update(1.0)
+                # <<< diffrl
 
         self._n_updates += gradient_steps
 
@@ -252,6 +284,10 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
         self._record(logs)
         # <<< diffrl
 
+
+    def _setup_target_updates(self) -> None:
+        self.critic_target_update = PolyakUpdate(self.critic.parameters(), self.critic_target.parameters())
+        self.batch_norm_stats_update = PolyakUpdate(self.batch_norm_stats, self.batch_norm_stats_target)
 
     def _min_q(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """SAC's Q estimate for the actor: the minimum over the critics, shape ``(batch, 1)``."""
@@ -343,7 +379,8 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
                     replay_data, self.actor.sample(observations), q_fn=self.actor_q_fn(observations),
                     postprocess=self.actor.postprocessor, alpha=None, algo="td3",
                 )
-                actor_loss = self._actor_loss(ctx, logs)
+                with self.critic_frozen():  # no gradients of the critic's weights, which the next critic step discards
+                    actor_loss = self._actor_loss(ctx, logs)
                 # <<< diffrl
                 actor_losses.append(actor_loss.item())
 
@@ -352,11 +389,17 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
                 actor_loss.backward()
                 self.actor.optimizer.step()
 
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+                # >>> diffrl: the same numbers in fused ops (diffrl_core.sb3.fast)
+                # SB3: polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                # SB3: polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+                # SB3: # Copy running stats, see GH issue #996
+                # SB3: polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+                # SB3: polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+                self.critic_target_update(self.tau)
+                self.actor_target_update(self.tau)
                 # Copy running stats, see GH issue #996
-                polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
-                polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+                self.batch_norm_stats_update(1.0)
+                # <<< diffrl
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if len(actor_losses) > 0:
@@ -365,6 +408,14 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
         # >>> diffrl: one column per loss term
         self._record(logs)
         # <<< diffrl
+
+    def _setup_target_updates(self) -> None:
+        self.critic_target_update = PolyakUpdate(self.critic.parameters(), self.critic_target.parameters())
+        self.actor_target_update = PolyakUpdate(self.actor.parameters(), self.actor_target.parameters())
+        self.batch_norm_stats_update = PolyakUpdate(
+            [*self.critic_batch_norm_stats, *self.actor_batch_norm_stats],
+            [*self.critic_batch_norm_stats_target, *self.actor_batch_norm_stats_target],
+        )
 
     def actor_q_fn(self, observations: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
         """The Q estimate the actor is trained on at ``observations``: TD3's first critic."""
