@@ -61,9 +61,7 @@ class PolyakUpdate:
 
     def __init__(self, sources: Iterable[th.Tensor], targets: Iterable[th.Tensor]) -> None:
         self.sources, self.targets = list(sources), list(targets)
-        if len(self.sources) != len(self.targets) or any(
-            source.shape != target.shape for source, target in zip(self.sources, self.targets)
-        ):
+        if [source.shape for source in self.sources] != [target.shape for target in self.targets]:
             raise ValueError("the target networks do not have the shapes of the networks they follow")
 
     def __call__(self, tau: float) -> None:
