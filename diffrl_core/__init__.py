@@ -66,6 +66,10 @@ def make_model(
     :param host: the plugin host whose registries resolve the names (default: the process-wide
         one, :func:`load_plugins`)
     :return: a :class:`~stable_baselines3.common.base_class.BaseAlgorithm`, ready to ``learn()``
+
+    It also sets the number of threads torch computes with in this process: the config's
+    ``threads``, else one unless ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set
+    (:mod:`diffrl_core.threads` says why).
     """
     from diffrl_core.compose import make_model as _make_model
 

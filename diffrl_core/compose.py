@@ -32,6 +32,7 @@ from diffrl_core.resolve import check_action_space, check_env_id, check_names, r
 from diffrl_core.sb3.algorithms import ALGORITHMS, REPLAY_BUFFERS
 from diffrl_core.sb3.policies import POLICIES, policy_alias
 from diffrl_core.strict_yaml import shorten
+from diffrl_core.threads import use_threads
 
 if TYPE_CHECKING:
     from diffrl_core.plugins import PluginHost
@@ -109,6 +110,7 @@ def make_model(
     :param host: the plugin host that resolves the names (default: the process-wide one)
     """
     config = parse_config(config)
+    use_threads(config.threads)  # before anything runs on torch: one thread unless the config or environment says
     host = host or default_host()
     # names and compatibility before an env is made, unless the default head depends on its action space (PPO/A2C)
     head_from_env = config.policy.head is None and config.algo in ON_POLICY_ALGOS

@@ -78,6 +78,8 @@ MAX_CRITICS = 64
 MAX_ERRORS_LISTED = 20
 #: the most parallel envs a config may ask for (each is a process with `vec_env: subproc`)
 MAX_ENVS = 1024
+#: the most torch threads a config may ask for
+MAX_THREADS = 1024
 
 LayerSizes = list[Annotated[int, Field(ge=1, le=MAX_LAYER_SIZE)]]
 
@@ -259,6 +261,13 @@ class Config(_Strict):
     total_timesteps: int = Field(20_000, ge=1, description="env steps to train for (over all envs)")
     seed: int | None = Field(
         0, ge=0, le=MAX_SEED, description="seed of torch, numpy, the envs and the action space; `null` for none"
+    )
+    threads: int | None = Field(
+        None, ge=1, le=MAX_THREADS,
+        description=(
+            "threads torch computes with (`diffrl train --threads N`); `null`: 1, unless `OMP_NUM_THREADS` or "
+            "`MKL_NUM_THREADS` is set, so that runs sharing the CPU do not slow each other down"
+        ),
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="periodic evaluation during `diffrl train`")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="periodic checkpoints")

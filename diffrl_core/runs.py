@@ -53,7 +53,7 @@ CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 
 #: Config keys that ``--resume`` may change: they do not change the model or the env.
-RESUMABLE_KEYS = ("total_timesteps", "eval", "checkpoint", "logging")
+RESUMABLE_KEYS = ("total_timesteps", "threads", "eval", "checkpoint", "logging")
 
 
 # -- atomic files ------------------------------------------------------------------------------

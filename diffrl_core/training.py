@@ -27,6 +27,7 @@ from diffrl_core.config import Config
 from diffrl_core.errors import EXIT_CODES, DiffRLError, DivergenceError
 from diffrl_core.evaluation import format_return, make_eval_env, mean_std
 from diffrl_core.plugins import PluginHost
+from diffrl_core.threads import use_threads
 
 #: Offset of the evaluation env's seed from the training seed (the envs must not share episodes).
 EVAL_SEED_OFFSET = 10_000
@@ -154,6 +155,7 @@ def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost) -> int:
     :return: the exit code (0, or 130 / 143 when interrupted)
     """
     run, config, saved, model_path, buffer_path = plan.run, plan.config, plan.saved, plan.model, plan.replay_buffer
+    use_threads(config.threads)
     env = make_env(config, host=host)
     try:
         model = load_model(model_path, env=env, host=host, **_changed_algo_kwargs(config, saved))

@@ -140,3 +140,19 @@ def test_squashed_gaussian_with_gsde_equals_sb3_sac_with_gsde() -> None:
     assert max_abs_difference(composed.critic, reference.critic) == 0.0
     assert abs(composed.log_ent_coef.item() - reference.log_ent_coef.item()) == 0.0
     assert th.equal(composed.actor.get_std(), reference.actor.get_std())
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_default_networks_train_to_sb3s_bits(algo) -> None:
+    """At stable-baselines3's default sizes (256/400-300 units, batch 256: other matrix-product kernels than the
+    small networks above) the faster update still gives every parameter SB3's bits."""
+    stock_class, policy = {"sac": (SAC, {"head": "squashed_gaussian", "losses": [{"name": "sac_entropy"}]}),
+                           "td3": (TD3, {"head": "deterministic", "losses": [{"name": "q_value"}]})}[algo]
+    reference = stock_class("MlpPolicy", make_vec_env("Pendulum-v1"), learning_starts=100, seed=0)
+    reference.learn(300)
+    composed = make_model({"env": "Pendulum-v1", "algo": algo, "seed": 0, "algo_kwargs": {"learning_starts": 100},
+                           "policy": {**policy, "postprocess": "identity"}}, env=make_vec_env("Pendulum-v1"))
+    composed.learn(300)
+    assert composed._n_updates == reference._n_updates >= 200
+    for network in ("actor", "critic", "critic_target", *(["actor_target"] if algo == "td3" else [])):
+        assert max_abs_difference(getattr(composed, network), getattr(reference, network)) == 0.0, network

@@ -27,7 +27,8 @@ import click
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation env.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (returns, lengths, mean, std).")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads torch may use (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads torch computes with (default 1, unless OMP_NUM_THREADS or MKL_NUM_THREADS is set).")
 def evaluate(
     target: Path, episodes: int, deterministic: bool, video: Path | None, env_id: str | None, seed: int, as_json: bool,
     threads: int | None,
@@ -43,11 +44,9 @@ def evaluate(
     from diffrl_core.commands.plugins import json_stdout
     from diffrl_core.evaluation import evaluate_target, format_return
     from diffrl_core.plugins import load_plugins
+    from diffrl_core.threads import use_threads
 
-    if threads:
-        import torch as th
-
-        th.set_num_threads(threads)
+    use_threads(threads)
     report = (lambda message: None) if as_json else click.echo
     with json_stdout(as_json):  # plugins' and envs' prints must not break the JSON
         result = evaluate_target(target, episodes, deterministic, env_id, seed, video, report, host=load_plugins())

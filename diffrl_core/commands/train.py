@@ -35,7 +35,8 @@ import click
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="Threads torch may use (default: torch's choice). 1 is often fastest for small networks.",
+    help="Threads torch computes with: the config's `threads` (default 1, unless OMP_NUM_THREADS or "
+    "MKL_NUM_THREADS is set).",
 )
 def train(
     config: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: Path | None, threads: int | None
@@ -60,10 +61,12 @@ def train(
     # config errors, unknown names and a taken run folder are reported before the (slow) torch
     # import, and before any folder is created
     bar = sys.stdout.isatty()
+    if threads is not None:
+        overrides = (*overrides, f"threads={threads}")
     if resume is not None:
         plan = runs.plan_resume(resume, overrides)
         host = load_plugins()
-        code = _training(threads).resume_run(plan, bar, host)
+        code = _training().resume_run(plan, bar, host)
     else:
         from diffrl_core.config import load_config
         from diffrl_core.resolve import check_names
@@ -75,17 +78,13 @@ def train(
         if run_dir is not None:
             runs.check_new_run_dir(run_dir)
         target = run_dir or runs.default_run_dir(config)
-        code = _training(threads).start_run(checked, target, config.stem, bar, host)
+        code = _training().start_run(checked, target, config.stem, bar, host)
     if code:
         sys.exit(code)
 
 
-def _training(threads: int | None) -> ModuleType:
-    """:mod:`diffrl_core.training` (this imports torch), with torch's number of threads set."""
+def _training() -> ModuleType:
+    """:mod:`diffrl_core.training` (this imports torch)."""
     from diffrl_core import training
 
-    if threads:
-        import torch as th
-
-        th.set_num_threads(threads)
     return training
