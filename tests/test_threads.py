@@ -24,6 +24,7 @@ from diffrl_core.config import parse_config
 from diffrl_core.errors import ConfigError
 from diffrl_core.threads import DEFAULT_THREADS, THREAD_VARIABLES, threads_for, use_threads
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pendulum_sac.yaml"
 CONFIG = {"env": "Pendulum-v1", "algo": "sac", "algo_kwargs": {"buffer_size": 100},
           "policy": {"head": "squashed_gaussian", "losses": [{"name": "sac_entropy"}], "postprocess": "identity"}}
 
@@ -78,7 +79,7 @@ def test_a_bad_count_names_the_key(threads) -> None:
 
 
 def test_the_cli_refuses_a_bad_count_with_exit_2(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["train", "examples/pendulum_sac.yaml", "--threads", "0",
+    result = CliRunner().invoke(main, ["train", str(EXAMPLE), "--threads", "0",
                                        "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--threads" in result.output
     config = tmp_path / "bad.yaml"

@@ -29,7 +29,7 @@ import click
     "resume",
     type=click.Path(file_okay=False, path_type=Path),
     metavar="RUN_DIR",
-    help="Continue an interrupted run from its latest checkpoint (with --set, only total_timesteps, eval.*, "
+    help="Continue an interrupted run from its latest checkpoint (with --set, only total_timesteps, threads, eval.*, "
     "checkpoint.* and logging.* may change).",
 )
 @click.option(
