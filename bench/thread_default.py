@@ -8,7 +8,8 @@ environment's ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` are removed so that th
 apply. Prints each wall time and the ratio side-by-side / alone; with the default it should
 be at most 1.2 on a machine with two free cores.
 
-Run: ``python bench/thread_default.py [--steps 1500]`` (about two minutes on 2 cores).
+Run: ``python bench/thread_default.py [--steps 1500] [--no-torch-default]`` (about nine minutes
+on 2 cores, most of it the two runs side by side with torch's default; one minute without them).
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ def train_side_by_side(seeds: list[int], steps: int, threads: int | None, workdi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1500, help="env steps per run")
+    parser.add_argument("--no-torch-default", action="store_true",
+                        help="skip the runs with torch's default (two side by side took 7 minutes on 2 cores)")
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
     print(f"{cpus} CPUs; diffrl train {CONFIG.name} for {args.steps} steps per run")
     with tempfile.TemporaryDirectory() as workdir:
-        for label, threads in (("diffrl default (1 thread)", None), (f"torch default ({cpus} threads)", cpus)):
+        settings = [("diffrl default (1 thread)", None), (f"torch default ({cpus} threads)", cpus)]
+        for label, threads in settings[:1] if args.no_torch_default else settings:
             alone = train_side_by_side([0], args.steps, threads, Path(workdir))
             pair = train_side_by_side([0, 1], args.steps, threads, Path(workdir))
             print(f"{label:<28} one run alone {alone:6.1f} s, two side by side {pair:6.1f} s: "
