@@ -34,6 +34,12 @@ SPECS: tuple[dict, ...] = (
         "kwargs": {},
     },
     {
+        "id": "diffrl/TwoPeakBandit-v0",
+        "entry_point": "diffrl_envs.two_peak_bandit:TwoPeakBanditEnv",
+        "max_episode_steps": 1,
+        "kwargs": {},
+    },
+    {
         "id": "diffrl/PointMassPixels-v0",
         "entry_point": "diffrl_envs.point_mass_pixels:PointMassPixelsEnv",
         "max_episode_steps": 100,
