@@ -7,7 +7,9 @@ marked ``# >>> diffrl`` ... ``# <<< diffrl``, which quote the SB3 lines they rep
 that and compares it with the installed one, so a new stable-baselines3 release that changes
 ``train()`` fails a test instead of silently diverging. With ``squashed_gaussian`` +
 ``sac_entropy`` (SAC) or ``deterministic`` + ``q_value`` (TD3) the copies compute exactly
-what SB3 computes; the tests check that the trained parameters are equal.
+what SB3 computes; the tests check that the trained parameters are equal, to the bit. The
+blocks also skip work SB3 discards (:mod:`diffrl_core.sb3.fast`: the critics' weight gradients
+in the actor step, per-parameter Python loops in the target updates and optimizers).
 """
 
 from __future__ import annotations
