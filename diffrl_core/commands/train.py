@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import click
 
@@ -66,7 +65,9 @@ def train(
     if resume is not None:
         plan = runs.plan_resume(resume, overrides)
         host = load_plugins()
-        code = _training().resume_run(plan, bar, host)
+        from diffrl_core import training  # imports torch
+
+        code = training.resume_run(plan, bar, host)
     else:
         from diffrl_core.config import load_config
         from diffrl_core.resolve import check_names
@@ -78,13 +79,9 @@ def train(
         if run_dir is not None:
             runs.check_new_run_dir(run_dir)
         target = run_dir or runs.default_run_dir(config)
-        code = _training().start_run(checked, target, config.stem, bar, host)
+        from diffrl_core import training  # imports torch
+
+        code = training.start_run(checked, target, config.stem, bar, host)
     if code:
         sys.exit(code)
 
-
-def _training() -> ModuleType:
-    """:mod:`diffrl_core.training` (this imports torch)."""
-    from diffrl_core import training
-
-    return training
