@@ -29,6 +29,7 @@ from diffrl_core import runs
 from diffrl_core.config import Config
 from diffrl_core.errors import DivergenceError
 from diffrl_core.evaluation import evaluate, format_return, mean_std
+from diffrl_core.model_file import read_arrays
 from diffrl_core.sb3.divergence import nonfinite_parameters
 
 if TYPE_CHECKING:
@@ -154,10 +155,10 @@ class Evaluations:
         self.results: list[list[float]] = []
         self.ep_lengths: list[list[int]] = []
         if path.exists():
-            with np.load(path) as data:
-                self.timesteps = [int(t) for t in data["timesteps"]]
-                self.results = [list(map(float, r)) for r in data["results"]]
-                self.ep_lengths = [list(map(int, n)) for n in data["ep_lengths"]]
+            data = read_arrays(path, ("timesteps", "results", "ep_lengths"))
+            self.timesteps = [int(t) for t in data["timesteps"]]
+            self.results = [list(map(float, r)) for r in data["results"]]
+            self.ep_lengths = [list(map(int, n)) for n in data["ep_lengths"]]
 
     def add(self, num_timesteps: int, returns: list[float], lengths: list[int]) -> None:
         """Record one evaluation (dropping any made later, by a run resumed from an earlier checkpoint) and save."""
@@ -249,8 +250,8 @@ class Checkpointer(_Periodic):
             replay_buffer=self.run.relative(buffer_path),
         )
         # only the buffer of the checkpoint the status points to is kept (buffers are large)
-        for old in self.run.checkpoints.glob("replay_buffer_*.pkl"):
-            if old != buffer_path:
+        for old in self.run.checkpoints.glob("replay_buffer_*"):
+            if old != buffer_path and old.suffix in (runs.REPLAY_BUFFER_SUFFIX, ".pkl"):
                 old.unlink(missing_ok=True)
         if self.options.keep:
             for _, old in self.run.model_checkpoints()[: -self.options.keep]:

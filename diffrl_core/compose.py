@@ -9,12 +9,12 @@ JSON, resolves them the same way and hands the composition to stable-baselines3'
 from __future__ import annotations
 
 import json
-import zipfile
+import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -24,13 +24,30 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.preprocessing import get_action_dim, is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from diffrl_core.config import DEFAULT_HEADS, DEFAULT_LOSSES, ON_POLICY_ALGOS, Config, parse_config
-from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError, message_of
-from diffrl_core.kinds import COMPONENT_KINDS
+from diffrl_core.config import ON_POLICY_ALGOS, Config, parse_config
+from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError, ModelFileError, message_of
+from diffrl_core.model_file import (
+    MAX_MANIFEST_BYTES,
+    SavedModel,
+    build_model,
+    is_model_file,
+    open_archive,
+    read_entry,
+    read_model_file,
+)
 from diffrl_core.plugins import default_host
-from diffrl_core.resolve import check_action_space, check_env_id, check_names, resolve_composition, resolve_saved
+from diffrl_core.resolve import (
+    check_action_space,
+    check_env_id,
+    check_names,
+    default_composition,
+    resolve_composition,
+    resolve_saved,
+)
+from diffrl_core.runs import resolved_config
 from diffrl_core.sb3.algorithms import ALGORITHMS, REPLAY_BUFFERS
 from diffrl_core.sb3.policies import POLICIES, policy_alias
+from diffrl_core.sb3_zip import read_sb3_zip
 from diffrl_core.strict_yaml import shorten
 from diffrl_core.threads import use_threads
 
@@ -129,7 +146,7 @@ def make_model(
     _check_features_extractor(config, env.observation_space, env_text)
     # the observation space picks stable-baselines3's policy alias, as its users pick it
     alias = policy_alias(env.observation_space)
-    kwargs = _algo_kwargs(config, env)
+    kwargs = algo_kwargs_of(config, env)
     try:
         model = ALGORITHMS[config.algo](
             alias, env, composition=composition, policy_kwargs=policy_kwargs(config), seed=config.seed, **kwargs
@@ -145,6 +162,7 @@ def make_model(
             f"{type(exc).__name__}: {message_of(exc)}"
         ) from exc
     model.env_text = env_text
+    model.diffrl_config = resolved_config(config)  # type: ignore[union-attr]  # saved in the model's manifest
     return model
 
 
@@ -220,7 +238,8 @@ def _check_replay_buffer(config: Config, env: gym.Env | VecEnv, env_text: str) -
         )
 
 
-def _algo_kwargs(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:
+def algo_kwargs_of(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:
+    """stable-baselines3's algorithm keyword arguments of a config (classes and noise objects built)."""
     # the config checked every key and value (diffrl_core.algo_kwargs); YAML has lists, SB3 wants a tuple
     kwargs = dict(config.algo_kwargs)
     if isinstance(kwargs.get("train_freq"), list):
@@ -239,88 +258,129 @@ def _algo_kwargs(config: Config, env: gym.Env | VecEnv) -> dict[str, Any]:
 # -- loading -----------------------------------------------------------------------------------
 
 
-def read_saved_composition(path: str | PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """The component names, kwargs and provenance a saved model holds, read as JSON (nothing unpickled).
+def read_saved_model(path: str | PathLike[str] | IO[bytes], env: gym.Env | VecEnv | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> SavedModel:
+    """What a saved model holds, checked, without running anything from the file.
 
-    :return: the model's path (``.zip`` added when it was left out) and its ``diffrl_components``
-        in the current format (see :meth:`~diffrl_core.resolve.Composition.to_saved`)
+    diffrl's format (:mod:`diffrl_core.model_file`) is read as it is; a stable-baselines3 zip
+    (diffrl's own before that format, or stable-baselines3's) is read without unpickling
+    (:mod:`diffrl_core.sb3_zip`): its pickled entries are rebuilt from ``env``'s spaces,
+    ``overrides`` or its readable fields, or left out and listed in ``skipped``.
+
+    :raises ModelFileError: when the file is missing, damaged, or cannot be read without code
     """
-    path = Path(path)
-    if not path.exists() and path.with_suffix(".zip").exists():
-        path = path.with_suffix(".zip")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except FileNotFoundError:
-        raise DiffRLError(f"no saved model at {str(path)!r}") from None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise DiffRLError(f"{str(path)!r} is not a model saved by stable-baselines3 ({exc})") from None
-    saved = data.get("diffrl_components")
-    if not isinstance(saved, dict):
-        raise DiffRLError(
-            f"{str(path)!r} was not saved by diffrl (it names no components); load it with stable-baselines3"
-        )
-    if "format" not in saved:
-        saved = _from_first_format(saved, data)
-    return path, saved
-
-
-def _from_first_format(saved: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-    """diffrl 0.1 saved the names in ``policy_kwargs`` and the loss specs as ``losses``."""
-    algo = saved["algo"]
-    policy_kwargs = data.get("policy_kwargs", {})
-    return {
-        "format": 1,
-        "algo": algo,
-        "head": {
-            "name": policy_kwargs.get("head") or DEFAULT_HEADS[algo],
-            "kwargs": policy_kwargs.get("head_kwargs", {}),
-        },
-        "postprocess": {"name": policy_kwargs["postprocess"], "kwargs": policy_kwargs.get("postprocess_kwargs", {})},
-        "losses": data.get("losses") or [{"name": DEFAULT_LOSSES[algo], "weight": 1.0}],
-        "provenance": {kind.name: saved.get(kind.name, {}) for kind in COMPONENT_KINDS},
-    }
+    source: Path | IO[bytes] = path if not isinstance(path, (str, PathLike)) else Path(path)
+    if isinstance(source, Path) and not source.exists() and source.with_suffix(".zip").exists():
+        source = source.with_suffix(".zip")
+    path = source if isinstance(source, Path) else Path(getattr(source, "name", "<file object>"))
+    with open_archive(source, path) as archive:
+        if is_model_file(archive):
+            return read_model_file(path, archive)
+        if "data" in archive.namelist():
+            spaces = None if env is None else (env.observation_space, env.action_space)
+            return read_sb3_zip(path, archive, spaces, overrides or {})
+    raise ModelFileError(path, "it is neither a diffrl model (no manifest.json) nor a stable-baselines3 zip (no data)")
 
 
 #: policy_kwargs that diffrl 0.1 saved (the component names): not SB3's, left out on load
 _FIRST_FORMAT_POLICY_KWARGS = ("head", "head_kwargs", "postprocess", "postprocess_kwargs")
+#: stable-baselines3 ``load()`` arguments that are not saved attributes
+_LOAD_ARGUMENTS = ("device", "force_reset")
 
 
 def load_model(
-    path: str | PathLike[str], env: gym.Env | VecEnv | None = None, host: PluginHost | None = None, **kwargs: Any
+    path: str | PathLike[str] | IO[bytes], env: gym.Env | VecEnv | None = None, host: PluginHost | None = None,
+    trust_pickle: bool = False, **kwargs: Any
 ) -> BaseAlgorithm:
     """Load a model saved by ``model.save(path)``; see :func:`diffrl_core.load_model`.
 
     :param host: the plugin host that resolves the names (default: the process-wide one)
+    :param trust_pickle: load a stable-baselines3 zip with stable-baselines3's own ``load``, which
+        unpickles its entries: only for a file you trust as you would trust code (a model that
+        stable-baselines3 itself saved comes back as its own class, e.g. ``SAC``)
     """
-    path, saved = read_saved_composition(path)
-    composition = resolve_saved(saved, host or default_host())
-    # the policy class by its saved alias (models saved before aliases: MlpPolicy), never unpickled;
-    # None: a subclass of a composed policy that the user wrote, rebuilt by stable-baselines3 from its reference
-    alias = saved.get("policy", "MlpPolicy")
-    custom_objects: dict[str, Any] = {}
-    if alias is not None:
-        if alias not in POLICIES[composition.algo]:
-            raise DiffRLError(f"{str(path)!r} names the policy {shorten(alias)}, not one of "
-                              f"{', '.join(POLICIES[composition.algo])}: the file is damaged or not diffrl's")
-        custom_objects["policy_class"] = POLICIES[composition.algo][alias]
-    if saved["format"] == 1:
-        with zipfile.ZipFile(path) as archive:
-            policy_kwargs = json.loads(archive.read("data")).get("policy_kwargs", {})
-        custom_objects["policy_kwargs"] = {
-            key: value for key, value in policy_kwargs.items() if key not in _FIRST_FORMAT_POLICY_KWARGS
-        }
+    host = host or default_host()
+    if trust_pickle:
+        return _load_pickled(path, env, host, **kwargs)
+    kwargs.pop("print_system_info", None)
+    overrides = {**(kwargs.pop("custom_objects", None) or {}), **kwargs}
+    saved = read_saved_model(path, env, overrides)
+    algo = _ALGO_OF_CLASS.get(saved.algo_class)
+    if algo is None or saved.components.get("algo", algo) != algo:
+        raise ModelFileError(saved.path, f"it holds a {saved.algo_class!r} model; diffrl loads "
+                                         f"{', '.join(_ALGO_OF_CLASS)}")
+    if saved.components:
+        composition = resolve_saved(saved.components, host)
+    else:  # stable-baselines3's own model: the composition that is its policy
+        ent_coef = saved.data.get("ent_coef", 0.0) if algo in ON_POLICY_ALGOS else 0.0
+        composition = default_composition(algo, host, saved.data["action_space"], ent_coef)
+        saved.components = composition.to_saved()
+    policy_class = saved.data.get("policy_class")
+    if not (isinstance(policy_class, type) and issubclass(policy_class, tuple(POLICIES[algo].values()))):
+        raise ModelFileError(saved.path, f"it names the policy {shorten(policy_class)}, not one of diffrl's "
+                                         f"{algo.upper()} policies ({', '.join(POLICIES[algo])}) or a subclass")
+    if saved.components.get("format") == 1 and isinstance(saved.data.get("policy_kwargs"), dict):
+        saved.data["policy_kwargs"] = {key: value for key, value in saved.data["policy_kwargs"].items()
+                                       if key not in _FIRST_FORMAT_POLICY_KWARGS}
+    if saved.skipped:
+        warnings.warn(f"{str(saved.path)!r} is a stable-baselines3 zip; entries that only unpickling could read "
+                      f"were not read: {'; '.join(saved.skipped)}. Pass them to load_model as keyword arguments "
+                      "to set them", stacklevel=2)
     if env is not None:  # the checks make_model runs (the composition's were run by resolve_saved)
         check_action_space(composition, env.action_space, _env_id(env))
+    build_kwargs = {key: kwargs.pop(key) for key in _LOAD_ARGUMENTS if key in kwargs}
     try:
-        model = ALGORITHMS[composition.algo].load(path, env=env, custom_objects=custom_objects,
-                                                 composition=composition, **kwargs)
+        model = build_model(ALGORITHMS[algo], saved, env=env, composition=composition, **build_kwargs, **kwargs)
     except ValueError as exc:
         if "spaces do not match" in str(exc):
-            raise IncompatibleComponentsError(f"cannot load {str(path)!r} onto this env: {exc}") from None
+            raise IncompatibleComponentsError(f"cannot load {str(saved.path)!r} onto this env: {exc}") from None
         raise
-    check_action_space(composition, model.action_space, f"of the saved model {str(path)!r}")
+    check_action_space(composition, model.action_space, f"of the saved model {str(saved.path)!r}")
     return model
+
+
+_ALGO_OF_CLASS = {cls.__name__: algo for algo, cls in ALGORITHMS.items()}
+
+
+def _load_pickled(path: str | PathLike[str] | IO[bytes], env: gym.Env | VecEnv | None, host: PluginHost,
+                  **kwargs: Any) -> BaseAlgorithm:
+    """stable-baselines3's own ``load``, which runs the pickles in the file (``trust_pickle=True``)."""
+    if not isinstance(path, (str, PathLike)):
+        raise DiffRLError("trust_pickle=True loads from a path, not from a file object")
+    path = Path(path)
+    if not path.exists() and path.with_suffix(".zip").exists():
+        path = path.with_suffix(".zip")
+    with open_archive(path) as archive:
+        if is_model_file(archive):  # nothing to trust: diffrl's format holds no pickle
+            kwargs.pop("custom_objects", None)
+            return load_model(path, env=env, host=host, **kwargs)
+        data = json.loads(read_entry(archive, path, "data", MAX_MANIFEST_BYTES))
+    saved = data.get("diffrl_components") or {}
+    if not saved:  # stable-baselines3's own model: its own class loads it
+        stock = next(cls for cls in ALGORITHMS[_pickled_algo(data, path)].__mro__ if cls.__module__.startswith(
+            "stable_baselines3."))
+        return stock.load(path, env=env, **kwargs)  # type: ignore[attr-defined]
+    algo = saved["algo"]
+    composition = resolve_saved(saved, host)
+    custom_objects = dict(kwargs.pop("custom_objects", None) or {})
+    alias = saved.get("policy", "MlpPolicy")
+    if saved and alias is not None and alias in POLICIES[algo]:
+        custom_objects["policy_class"] = POLICIES[algo][alias]
+    # stable-baselines3's own load (the composed classes' load() goes through load_model, which unpickles nothing)
+    return BaseAlgorithm.load.__func__(  # type: ignore[attr-defined]
+        ALGORITHMS[algo], path, env=env, custom_objects=custom_objects, composition=composition, **kwargs
+    )
+
+
+def _pickled_algo(data: Mapping[str, Any], path: Path) -> str:
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    for algo in ("sac", "td3"):
+        if f".{algo}." in module:
+            return algo
+    if module.endswith("common.policies"):
+        return "ppo" if "clip_range" in data else "a2c"
+    raise ModelFileError(path, f"its policy comes from {module or 'an unknown module'}; diffrl loads SAC, TD3, "
+                               "PPO and A2C models")
 
 
 def _env_id(env: gym.Env | VecEnv) -> str:

@@ -169,3 +169,22 @@ def message_of(exc: BaseException, limit: int = 400) -> str:
     """An exception's message for an error paragraph: one line, at most about ``limit`` characters."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else f"{text[: limit - 40]}... ({len(text)} characters)"
+
+
+class ModelFileError(DiffRLError):
+    """A model, checkpoint or replay-buffer file that cannot be loaded: truncated, corrupt, incomplete,
+    altered (a checksum mismatch), too large, or holding something that would need code to load.
+
+    :param path: the file
+    :param problem: what is wrong with it, and what would work instead
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"cannot load {self.path!r}: {problem}")
+
+
+class ModelSaveError(DiffRLError):
+    """A model holds something that diffrl's model format cannot store without code (a function, an
+    unlisted class): nothing is written."""

@@ -20,6 +20,7 @@ from diffrl_core import runs
 from diffrl_core.compose import load_model, make_env, make_registered_env
 from diffrl_core.config import Config, parse_config
 from diffrl_core.errors import DiffRLError
+from diffrl_core.model_file import in_model_format, manifest_of
 from diffrl_core.plugins import PluginHost, load_plugins
 from diffrl_core.resolve import check_env_id
 
@@ -84,7 +85,9 @@ def locate_model(target: Path) -> tuple[Path, Config | None, str]:
     for parent in (target.parent, target.parent.parent):
         if (parent / runs.STATUS_FILE).exists() and (parent / runs.CONFIG_FILE).exists():
             return target, runs.RunDir(parent).read_config(), str(target)
-    return target, None, str(target)
+    # a model on its own: the config its manifest holds (models in stable-baselines3's zip format have none)
+    saved = manifest_of(target)["config"] if in_model_format(target) else None
+    return target, None if saved is None else parse_config(saved, source=f"the manifest of {target}"), str(target)
 
 
 def eval_config(config: Config | None, env_id: str | None) -> Config:
@@ -183,6 +186,7 @@ def evaluate_target(
     video: Path | None,
     report: Callable[[str], None],
     host: PluginHost | None = None,
+    trust_pickle: bool = False,
 ) -> dict[str, Any]:
     """``diffrl eval``: returns of ``episodes`` episodes (and a video of one).
 
@@ -194,6 +198,7 @@ def evaluate_target(
     :param video: also render one episode into this file
     :param report: called with each line for the user
     :param host: the plugin host (default: the process-wide one)
+    :param trust_pickle: load a stable-baselines3 zip with its own (unpickling) loader
     :return: the model, env, returns, lengths, their mean and std, ... (what ``--json`` prints)
     """
     model_path, run_config, description = locate_model(target)
@@ -202,7 +207,7 @@ def evaluate_target(
     # the run's env is missing: name the distribution the run had it from
     check_env_id(config.env, host, versions=run_config.versions if run_config is not None and env_id is None else None)
     env = make_eval_env(config, seed, host=host)
-    model = load_model(model_path, env=env, host=host)
+    model = load_model(model_path, env=env, host=host, trust_pickle=trust_pickle)
     returns, lengths = evaluate(model, env, episodes, deterministic)
     mean, std = mean_std(returns)
     result = {

@@ -8,7 +8,7 @@ A run folder (``runs/<config-stem>-<timestamp>`` by default)::
     config.yaml        the resolved config (every default filled in) + a ``versions`` section
     status.json        created | running | interrupted | finished | failed, num_timesteps, checkpoint, ...
     model.zip          the final model (only once the run finished)
-    checkpoints/       model_<steps>.zip (+ replay_buffer_<steps>.pkl for the latest one)
+    checkpoints/       model_<steps>.zip (+ replay_buffer_<steps>.safetensors for the latest one)
     logs/              progress.csv and TensorBoard events (every logged value)
     evaluations.npz    periodic evaluations: timesteps, results (n_evals x n_episodes), ep_lengths
     results.json       the final evaluation (mean / std return)
@@ -51,6 +51,9 @@ RESULTS_FILE = "results.json"
 EVALUATIONS_FILE = "evaluations.npz"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
+#: replay buffers are arrays in safetensors (diffrl_core.buffer_file); ``.pkl``: stable-baselines3's pickle, from
+#: runs made before diffrl 0.2, loaded only when the user trusts them (``--trust-pickle``)
+REPLAY_BUFFER_SUFFIX = ".safetensors"
 
 #: Config keys that ``--resume`` may change: they do not change the model or the env.
 RESUMABLE_KEYS = ("total_timesteps", "threads", "eval", "checkpoint", "logging")
@@ -299,7 +302,7 @@ class RunDir:
         return self.checkpoints / f"model_{num_timesteps}.zip"
 
     def replay_buffer_file(self, num_timesteps: int) -> Path:
-        return self.checkpoints / f"replay_buffer_{num_timesteps}.pkl"
+        return self.checkpoints / f"replay_buffer_{num_timesteps}{REPLAY_BUFFER_SUFFIX}"
 
     def model_checkpoints(self) -> list[tuple[int, Path]]:
         """``(num_timesteps, path)`` of every model checkpoint, oldest first."""
@@ -326,6 +329,16 @@ class RunDir:
         write_json(self.status_file, status)
         return status
 
+    def inside(self, relative: str) -> Path:
+        """A path that ``status.json`` names, which must lie inside the run folder (a shared folder may be crafted).
+
+        :raises DiffRLError: when it points elsewhere
+        """
+        path = self.path / str(relative)
+        if not path.resolve().is_relative_to(self.path.resolve()):
+            raise DiffRLError(f"{self.status_file} names {relative!r}, which is outside the run folder: refused")
+        return path
+
     def relative(self, path: Path | None) -> str | None:
         return None if path is None else path.relative_to(self.path).as_posix()
 
@@ -339,9 +352,9 @@ class RunDir:
         """The checkpoint to continue from: ``(model, replay buffer or None, num_timesteps)``."""
         status = self.read_status()
         checkpoint = status.get("checkpoint")
-        if checkpoint and (self.path / checkpoint).exists():
+        if checkpoint and self.inside(checkpoint).exists():
             buffer = status.get("replay_buffer")
-            buffer_path = self.path / buffer if buffer and (self.path / buffer).exists() else None
+            buffer_path = self.inside(buffer) if buffer and self.inside(buffer).exists() else None
             steps = int(status.get("checkpoint_timesteps", status.get("num_timesteps", 0)))
             return self.path / checkpoint, buffer_path, steps
         # a run killed before it could write its status: the newest complete checkpoint
@@ -351,8 +364,10 @@ class RunDir:
                 f"run {str(self.path)!r} has no checkpoint yet (it stopped before the first one, or is still before it)"
             )
         steps, model = checkpoints[-1]
-        buffer_path = self.replay_buffer_file(steps)
-        return model, buffer_path if buffer_path.exists() else None, steps
+        for buffer_path in (self.replay_buffer_file(steps), self.replay_buffer_file(steps).with_suffix(".pkl")):
+            if buffer_path.exists():
+                return model, buffer_path, steps
+        return model, None, steps
 
 
 def open_run(path: str | os.PathLike[str]) -> RunDir:

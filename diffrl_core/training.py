@@ -22,10 +22,11 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from diffrl_core import runs
 from diffrl_core.callbacks import Checkpointer, Evaluator, ProgressAndStop, TrainingOutput, make_logger
-from diffrl_core.compose import load_model, make_env, make_model
-from diffrl_core.config import Config
+from diffrl_core.compose import algo_kwargs_of, load_model, make_env, make_model
+from diffrl_core.config import ON_POLICY_ALGOS, Config
 from diffrl_core.errors import EXIT_CODES, DiffRLError, DivergenceError
 from diffrl_core.evaluation import format_return, make_eval_env, mean_std
+from diffrl_core.model_file import in_model_format
 from diffrl_core.plugins import PluginHost
 from diffrl_core.threads import use_threads
 
@@ -146,21 +147,31 @@ def start_run(config: Config, run_dir: Path, name: str, bar: bool, host: PluginH
         raise
 
 
-def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost) -> int:
+def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost, trust_pickle: bool = False) -> int:
     """``diffrl train --resume RUN_DIR``: continue from the latest checkpoint, step counter intact.
 
     :param plan: what to resume (:func:`diffrl_core.runs.plan_resume`)
     :param bar: draw a progress bar (stdout is a terminal)
     :param host: the plugin host the components and the env come from
+    :param trust_pickle: load a checkpoint written by diffrl before its own format (a stable-baselines3 zip, a
+        pickled replay buffer) with stable-baselines3's loaders, which run the pickles in them
     :return: the exit code (0, or 130 / 143 when interrupted)
     """
     run, config, saved, model_path, buffer_path = plan.run, plan.config, plan.saved, plan.model, plan.replay_buffer
     use_threads(config.threads)
+    output = TrainingOutput(bar)
+    if buffer_path is not None and buffer_path.suffix == ".pkl" and not trust_pickle:
+        output.print(f"not loading {run.relative(buffer_path)}: it is a pickle (written before diffrl's own format), "
+                     "and loading it would run whatever it holds. Pass --trust-pickle to load it")
+        buffer_path = None
     env = make_env(config, host=host)
     try:
-        model = load_model(model_path, env=env, host=host, **_changed_algo_kwargs(config, saved))
+        kwargs = _changed_algo_kwargs(config, saved)
+        if not in_model_format(model_path):
+            kwargs = {**_unsaved_in_sb3_zips(config, env), **kwargs}
+        model = load_model(model_path, env=env, host=host, trust_pickle=trust_pickle, **kwargs)
         if buffer_path is not None:
-            model.load_replay_buffer(buffer_path)  # type: ignore[attr-defined]
+            model.load_replay_buffer(buffer_path, trust_pickle=trust_pickle)  # type: ignore[attr-defined]
         eval_env = _eval_env(config, host)
     except BaseException:
         env.close()
@@ -170,7 +181,6 @@ def resume_run(plan: runs.ResumePlan, bar: bool, host: PluginHost) -> int:
     if config != saved:
         runs.write_text(run.config_file, runs.dump_yaml(runs.resolved_config(config, saved.versions)))
         run.update_status(total_timesteps=config.total_timesteps)
-    output = TrainingOutput(bar)
     output.print(
         f"resuming {run.path} from {run.relative(model_path)} at step {model.num_timesteps} of {config.total_timesteps}"
         f" ({'with' if buffer_path else 'without'} its replay buffer)"
@@ -184,6 +194,20 @@ def _changed_algo_kwargs(config: Config, saved: Config) -> dict[str, Any]:
     if isinstance(changed.get("train_freq"), list):
         changed["train_freq"] = tuple(changed["train_freq"])
     return changed
+
+
+def _unsaved_in_sb3_zips(config: Config, env: VecEnv) -> dict[str, Any]:
+    """The settings a checkpoint in stable-baselines3's zip format holds only as pickles, from the run's config.
+
+    diffrl's own format stores them; for a zip written before it they are passed to the loader,
+    which uses them instead of the pickles it does not read.
+    """
+    if config.algo in ON_POLICY_ALGOS:
+        return {}
+    kwargs = algo_kwargs_of(config, env)
+    train_freq = kwargs.get("train_freq", 1)
+    return {"train_freq": tuple(train_freq) if isinstance(train_freq, list) else train_freq,
+            "action_noise": kwargs.get("action_noise")}
 
 
 def _eval_env(config: Config, host: PluginHost) -> VecEnv | None:

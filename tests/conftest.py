@@ -42,8 +42,27 @@ RewriteSavedData = Callable[[Path, Path, Callable[[dict[str, Any]], None]], Path
 
 
 @pytest.fixture
+def rewrite_manifest() -> RewriteSavedData:
+    """Copy a model file to ``target``, its ``manifest.json`` changed by ``edit`` (damaged or edited files)."""
+
+    def rewrite(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+        with zipfile.ZipFile(source) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        manifest = json.loads(entries["manifest.json"])
+        edit(manifest)
+        entries["manifest.json"] = json.dumps(manifest).encode()
+        with zipfile.ZipFile(target, "w") as archive:
+            for name, content in entries.items():
+                archive.writestr(name, content)
+        return target
+
+    return rewrite
+
+
+@pytest.fixture
 def rewrite_saved_data() -> RewriteSavedData:
-    """Copy a saved model's zip to ``target``, its ``data`` JSON changed by ``edit`` (older formats, damaged files)."""
+    """Copy a stable-baselines3 zip (``BaseAlgorithm.save(model, path)``) to ``target``, its ``data`` JSON
+    changed by ``edit`` (the formats diffrl saved before its own)."""
 
     def rewrite(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
         with zipfile.ZipFile(source) as archive:

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 
 from diffrl_core import (
@@ -214,15 +215,15 @@ def test_saved_model_stores_names_not_classes(tmp_path: Path) -> None:
 
     model = make_model(config_for("sac", "gaussian", ["sac_entropy", "bc"], "tanh"))
     model.save(tmp_path / "model")
-    data = json.loads(zipfile.ZipFile(tmp_path / "model.zip").read("data"))
-    saved = data["diffrl_components"]
+    data = json.loads(zipfile.ZipFile(tmp_path / "model.zip").read("manifest.json"))
+    saved = data["components"]
     assert (
         saved["head"] == {"name": "gaussian", "kwargs": {}} and saved["postprocess"] == {"name": "tanh", "kwargs": {}}
     )
     assert [spec["name"] for spec in saved["losses"]] == ["sac_entropy", "bc"]
     assert saved["provenance"]["actor_heads"]["gaussian"]["distribution"] == "diffrl-plugin-gaussian"
     assert "diffrl_plugin_gaussian" not in json.dumps(data)  # no pickled plugin class anywhere
-    assert "composition" not in data and "head" not in data["policy_kwargs"]  # the names are saved once
+    assert "composition" not in data["data"] and "head" not in data["data"]["policy_kwargs"]  # saved once
 
 
 def _as_first_format(data: dict) -> None:
@@ -237,7 +238,7 @@ def _as_first_format(data: dict) -> None:
 def test_a_model_saved_by_diffrl_0_1_still_loads_with_its_former_names(tmp_path: Path, rewrite_saved_data) -> None:
     model = make_model(config_for("sac", "squashed_gaussian", ["sac_entropy", "bc"], "identity"))
     model.learn(120)
-    model.save(tmp_path / "model")
+    BaseAlgorithm.save(model, tmp_path / "model")  # stable-baselines3's zip, as diffrl 0.1 saved
     rewrite_saved_data(tmp_path / "model.zip", tmp_path / "model.zip", _as_first_format)
     loaded = load_model(tmp_path / "model")
     assert loaded.diffrl_components["postprocess"]["name"] == "identity"  # 'unscale' is identity's alias
@@ -326,17 +327,17 @@ def test_short_learning_check(algo, head, losses, post) -> None:
     assert after > -0.05, (before, after)
 
 
-def test_load_model_runs_the_compatibility_checks_of_make_model(tmp_path: Path, rewrite_saved_data) -> None:
+def test_load_model_runs_the_compatibility_checks_of_make_model(tmp_path: Path, rewrite_manifest) -> None:
     """A saved model whose components do not fit (here edited to the pass-through post-processor) is refused."""
     model = make_model(config_for("sac", "gaussian", ["sac_entropy"], "tanh"))
     model.save(tmp_path / "model.zip")
 
-    def to_identity(data: dict) -> None:
-        saved = data["diffrl_components"]
+    def to_identity(manifest: dict) -> None:
+        saved = manifest["components"]
         saved["postprocess"]["name"] = "identity"
         saved["provenance"]["postprocessors"] = {"identity": saved["provenance"]["postprocessors"]["tanh"]}
 
-    rewrite_saved_data(tmp_path / "model.zip", tmp_path / "edited.zip", to_identity)
+    rewrite_manifest(tmp_path / "model.zip", tmp_path / "edited.zip", to_identity)
     with pytest.raises(IncompatibleComponentsError, match="post-processor 'identity'.*cannot follow head 'gaussian'"):
         load_model(tmp_path / "edited.zip")
     with pytest.raises(IncompatibleComponentsError, match="head 'gaussian' cannot act in env 'CartPole-v1'"):

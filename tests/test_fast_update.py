@@ -170,5 +170,5 @@ def test_a_loaded_model_gets_foreach_back(tmp_path) -> None:
     assert load_model(tmp_path / "unset").critic.optimizer.param_groups[0]["foreach"] is True
     # the helpers are rebuilt from the networks, never saved
     with zipfile.ZipFile(tmp_path / "model.zip") as archive:
-        data = json.loads(archive.read("data"))
+        data = json.loads(archive.read("manifest.json"))["data"]
     assert not {"critic_frozen", "critic_target_update", "batch_norm_stats_update"} & set(data)

@@ -10,6 +10,7 @@ import pytest
 import torch as th
 from click.testing import CliRunner
 from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 
 from diffrl_core import load_model, make_model
@@ -121,7 +122,7 @@ def test_losses_see_the_normalized_log_prob_and_can_read_the_raw_one() -> None:
 def test_a_model_saved_before_raw_log_prob_loads_as_it_trained(tmp_path: Path, rewrite_saved_data) -> None:
     """Format 2 had no raw_log_prob: its losses saw the raw log-prob, and it still loads (opted in)."""
     path = tmp_path / "model.zip"
-    make_model(sac("gaussian", "clip", raw_log_prob=True)).save(path)
+    BaseAlgorithm.save(make_model(sac("gaussian", "clip", raw_log_prob=True)), path)  # as format 2 was saved
 
     def as_format_2(data: dict) -> None:
         data["diffrl_components"]["format"] = 2

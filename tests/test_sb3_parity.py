@@ -24,7 +24,8 @@ from stable_baselines3.her import HerReplayBuffer
 
 from diffrl_core import load_model, make_model
 from diffrl_core.config import parse_config
-from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError
+from diffrl_core.errors import ConfigError, DiffRLError, IncompatibleComponentsError, ModelFileError, ModelSaveError
+from diffrl_core.model_data import allow_classes
 from diffrl_core.plugins import load_plugins
 from diffrl_core.resolve import resolve_composition
 from diffrl_core.sb3.algorithms import ComposedSAC, ComposedTD3
@@ -418,15 +419,18 @@ class _MyPolicy(ComposedSACPolicy):
     """A user's subclass of a composed policy: no alias names it."""
 
 
-def test_a_users_policy_subclass_is_kept_and_a_damaged_alias_refused(tmp_path: Path, rewrite_saved_data) -> None:
+def test_a_users_policy_subclass_is_kept_and_a_damaged_class_refused(tmp_path: Path, rewrite_manifest) -> None:
     model = ComposedSAC(_MyPolicy, "Pendulum-v1", seed=0, **TINY)
     assert model.diffrl_components["policy"] is None
+    with pytest.raises(ModelSaveError, match="_MyPolicy is not one a model file may name"):
+        model.save(tmp_path / "mine")
+    allow_classes(_MyPolicy)  # the file names the class; loading finds it among the allowed ones
     model.save(tmp_path / "mine")
     assert type(load_model(tmp_path / "mine").policy) is _MyPolicy
-    # a file whose alias is not one of the table's is refused by name, nothing loaded
-    rewrite_saved_data(tmp_path / "mine.zip", tmp_path / "damaged.zip",
-                       lambda data: data["diffrl_components"].update(policy="builtins:eval"))
-    with pytest.raises(DiffRLError, match="names the policy 'builtins:eval'.*damaged"):
+    # a file naming a class that is not allowed is refused by name, nothing imported
+    rewrite_manifest(tmp_path / "mine.zip", tmp_path / "damaged.zip",
+                     lambda manifest: manifest["data"]["policy_class"].update(name="builtins.eval"))
+    with pytest.raises(ModelFileError, match="the class builtins.eval is not one a model file may name"):
         load_model(tmp_path / "damaged.zip")
 
 

@@ -29,9 +29,13 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (returns, lengths, mean, std).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads torch computes with (default 1, unless OMP_NUM_THREADS or MKL_NUM_THREADS is set).")
+@click.option("--trust-pickle", is_flag=True,
+              help="Load a stable-baselines3 zip with stable-baselines3's own loader, which runs any code the file "
+              "holds. Only for files you trust as you trust code (docs/model-format.md); without it, such a zip "
+              "is read without unpickling.")
 def evaluate(
     target: Path, episodes: int, deterministic: bool, video: Path | None, env_id: str | None, seed: int, as_json: bool,
-    threads: int | None,
+    threads: int | None, trust_pickle: bool,
 ) -> None:
     """Evaluate a run's final model (or its latest checkpoint), or a saved model .zip.
 
@@ -49,7 +53,8 @@ def evaluate(
     use_threads(threads)
     report = (lambda message: None) if as_json else click.echo
     with json_stdout(as_json):  # plugins' and envs' prints must not break the JSON
-        result = evaluate_target(target, episodes, deterministic, env_id, seed, video, report, host=load_plugins())
+        result = evaluate_target(target, episodes, deterministic, env_id, seed, video, report, host=load_plugins(),
+                                 trust_pickle=trust_pickle)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -120,11 +120,12 @@ def read_curve(run: RunDir, metric: str = "eval") -> tuple[Any, Any, str]:
     import numpy as np
 
     from diffrl_core.errors import DiffRLError
+    from diffrl_core.model_file import read_arrays
 
     if metric == "eval" and run.evaluations_file.exists():
-        with np.load(run.evaluations_file) as data:
-            if len(data["timesteps"]):
-                return data["timesteps"].astype(float), np.nanmean(data["results"], axis=1), "eval"
+        data = read_arrays(run.evaluations_file, ("timesteps", "results"))
+        if len(data["timesteps"]):
+            return data["timesteps"].astype(float), np.nanmean(data["results"], axis=1), "eval"
     xs, ys = [], []
     progress = run.logs / "progress.csv"
     if progress.exists():

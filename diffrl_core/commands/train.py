@@ -37,8 +37,16 @@ import click
     help="Threads torch computes with: the config's `threads` (default 1, unless OMP_NUM_THREADS or "
     "MKL_NUM_THREADS is set).",
 )
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="With --resume, on a run made before diffrl's own model format: load its stable-baselines3 zip and "
+    "pickled replay buffer with stable-baselines3's loaders, which run any code the files hold. Only for runs "
+    "you made yourself (docs/model-format.md).",
+)
 def train(
-    config: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: Path | None, threads: int | None
+    config: Path | None, overrides: tuple[str, ...], run_dir: Path | None, resume: Path | None, threads: int | None,
+    trust_pickle: bool,
 ) -> None:
     """Train the policy that CONFIG composes, into a new run folder.
 
@@ -54,6 +62,8 @@ def train(
         raise click.UsageError("--resume RUN_DIR takes neither a CONFIG nor --run-dir: the run folder holds its config")
     if resume is None and config is None:
         raise click.UsageError("missing CONFIG (a YAML file), or --resume RUN_DIR")
+    if trust_pickle and resume is None:
+        raise click.UsageError("--trust-pickle goes with --resume RUN_DIR (a new run writes no pickle)")
     from diffrl_core import runs
     from diffrl_core.plugins import load_plugins
 
@@ -67,7 +77,7 @@ def train(
         host = load_plugins()
         from diffrl_core import training  # imports torch
 
-        code = training.resume_run(plan, bar, host)
+        code = training.resume_run(plan, bar, host, trust_pickle=trust_pickle)
     else:
         from diffrl_core.config import load_config
         from diffrl_core.resolve import check_names

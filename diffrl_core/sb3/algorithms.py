@@ -14,7 +14,9 @@ in the actor step, per-parameter Python loops in the target updates and optimize
 
 from __future__ import annotations
 
+import io
 import math
+import pathlib
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -92,6 +94,36 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
         """stable-baselines3's ``set_parameters``; loaded optimizer settings that leave ``foreach`` unset get it."""
         super().set_parameters(*args, **kwargs)  # type: ignore[misc]
         self._use_foreach()
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Save the replay buffer as arrays (:mod:`diffrl_core.buffer_file`: safetensors, no pickle), at ``path``."""
+        from diffrl_core.buffer_file import save_replay_buffer
+
+        if isinstance(path, io.BufferedIOBase):
+            raise TypeError("diffrl writes a replay buffer to a path (it is replaced atomically), not to a file object")
+        assert self.replay_buffer is not None, "the replay buffer is built by _setup_model"  # type: ignore[attr-defined]
+        save_replay_buffer(self.replay_buffer, path)  # type: ignore[attr-defined]
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True,
+                           trust_pickle: bool = False) -> None:
+        """Fill the replay buffer from a file :meth:`save_replay_buffer` wrote; nothing in it is run.
+
+        :param truncate_last_traj: HerReplayBuffer: end the last, unfinished episode (as stable-baselines3 does)
+        :param trust_pickle: read a pickle that stable-baselines3's ``save_replay_buffer`` wrote, with its own
+            loader, which runs whatever the file holds
+        """
+        if trust_pickle:
+            super().load_replay_buffer(path, truncate_last_traj)  # type: ignore[misc]
+            return
+        from diffrl_core.buffer_file import load_replay_buffer
+
+        if isinstance(path, io.BufferedIOBase):
+            raise TypeError("diffrl reads a replay buffer from a path, not from a file object")
+        load_replay_buffer(self.replay_buffer, path)  # type: ignore[attr-defined]
+        if isinstance(self.replay_buffer, HerReplayBuffer):  # type: ignore[attr-defined]
+            self.replay_buffer.set_env(self.env)  # type: ignore[attr-defined]
+            if truncate_last_traj:
+                self.replay_buffer.truncate_last_trajectory()  # type: ignore[attr-defined]
 
     def check_loss(self, value: float, what: str) -> None:
         """Stop with the explained :class:`DivergenceError` when a loss value is not finite (free when it is)."""

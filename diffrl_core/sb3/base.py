@@ -9,7 +9,9 @@ saved, as JSON) and sums the configured loss terms, logging each under its own n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import io
+import pathlib
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -89,6 +91,31 @@ class ComposedModelMixin:
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "composition", "_loss_terms", "last_batch", "env_text"]  # type: ignore[misc]
+
+    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Iterable[str] | None = None,
+             include: Iterable[str] | None = None) -> None:
+        """Save the model in diffrl's format (:mod:`diffrl_core.model_file`): a JSON manifest and safetensors,
+        no pickle. ``exclude`` / ``include`` as in stable-baselines3's ``save``.
+
+        :raises ~diffrl_core.errors.ModelSaveError: when an attribute could only be stored as code
+        """
+        from diffrl_core.model_file import save_model
+
+        save_model(self, path, None if exclude is None else list(exclude),  # type: ignore[arg-type]
+                   None if include is None else list(include))
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path | io.BufferedIOBase, env: Any = None, device: th.device | str = "auto",
+             custom_objects: dict[str, Any] | None = None, print_system_info: bool = False, force_reset: bool = True,
+             **kwargs: Any) -> Any:
+        """stable-baselines3's ``load``, through :func:`diffrl_core.load_model`: nothing in the file is unpickled."""
+        from diffrl_core.compose import load_model
+
+        model = load_model(path, env=env, device=device, custom_objects=custom_objects,  # type: ignore[arg-type]
+                           force_reset=force_reset, **kwargs)
+        if not isinstance(model, cls):
+            raise DiffRLError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
 
     def check_loss(self, value: float, what: str) -> None:
         """Stop with a :class:`~diffrl_core.errors.DivergenceError` when a loss value is not finite."""
