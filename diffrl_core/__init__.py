@@ -18,6 +18,8 @@ from diffrl_core.errors import (
     DuplicateNameError,
     IncompatibleComponentsError,
     MissingComponentError,
+    ModelFileError,
+    ModelSaveError,
     PluginLoadError,
     UnknownNameError,
 )
@@ -44,8 +46,11 @@ __all__ = [
     "DuplicateNameError",
     "IncompatibleComponentsError",
     "MissingComponentError",
+    "ModelFileError",
+    "ModelSaveError",
     "PluginLoadError",
     "UnknownNameError",
+    "allow_classes",
     "hookimpl",
     "load_model",
     "load_plugins",
@@ -77,15 +82,35 @@ def make_model(
 
 
 def load_model(
-    path: str | PathLike[str], env: gym.Env | VecEnv | None = None, host: PluginHost | None = None, **kwargs: Any
+    path: str | PathLike[str], env: gym.Env | VecEnv | None = None, host: PluginHost | None = None,
+    trust_pickle: bool = False, **kwargs: Any
 ) -> BaseAlgorithm:
-    """Load a model saved with ``model.save(path)``, rebuilding its components by name.
+    """Load a model saved with ``model.save(path)``, rebuilding its components by name; nothing in the file runs.
+
+    The file is diffrl's (a JSON manifest and safetensors), or a stable-baselines3 zip, read
+    without unpickling (``docs/model-format.md``). A damaged, altered or incomplete file raises
+    :class:`ModelFileError`.
 
     :param path: the saved ``.zip``
     :param env: an env with the same spaces, to continue training on
     :param host: the plugin host whose registries resolve the names (default: the process-wide one)
-    :param kwargs: passed to stable-baselines3's ``load`` (e.g. ``device``)
+    :param trust_pickle: load a stable-baselines3 zip with stable-baselines3's own ``load``, which runs
+        whatever its pickles hold: only for files you trust as you trust code
+    :param kwargs: as stable-baselines3's ``load`` takes them (``device``, ``force_reset``, ``custom_objects``,
+        attributes to set, e.g. ``train_freq`` for a stable-baselines3 zip that holds it only pickled)
     """
     from diffrl_core.compose import load_model as _load_model
 
-    return _load_model(path, env=env, host=host, **kwargs)
+    return _load_model(path, env=env, host=host, trust_pickle=trust_pickle, **kwargs)
+
+
+def allow_classes(*classes: type) -> None:
+    """Let model files name these classes (e.g. your own features extractor in ``policy_kwargs``).
+
+    A model file names classes, and loading looks each name up among the allowed ones (never
+    imports it): call this before saving and before loading, as with torch's
+    ``torch.serialization.add_safe_globals``.
+    """
+    from diffrl_core.model_data import allow_classes as _allow_classes
+
+    _allow_classes(*classes)

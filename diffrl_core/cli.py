@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from diffrl_core.commands.evaluate import evaluate
+from diffrl_core.commands.export import export
 from diffrl_core.commands.gradcheck import gradcheck
 from diffrl_core.commands.new_plugin import new_plugin
 from diffrl_core.commands.plot import plot
@@ -113,7 +114,7 @@ def main() -> None:
     """diffrl: compose stable-baselines3 policies from plugin components, by name."""
 
 
-for command in (plugins, list_components, train, evaluate, plot, gradcheck, new_plugin):
+for command in (plugins, list_components, train, evaluate, plot, export, gradcheck, new_plugin):
     main.add_command(command)
 
 

@@ -419,7 +419,7 @@ def build_model(cls: type[BaseAlgorithm], saved: SavedModel, env: Any = None, de
         model.diffrl_config = saved.config  # type: ignore[attr-defined]
     model._setup_model()
     try:
-        params = _matched_by_position(model, saved.params) if saved.by_position else saved.params
+        params = matched_by_position(model, saved.params) if saved.by_position else saved.params
         model.set_parameters(params, exact_match=True, device=device)  # type: ignore[arg-type]
         for name, tensor in saved.variables.items():
             recursive_setattr(model, f"{name}.data", tensor.data.to(model.device))
@@ -440,7 +440,7 @@ def _check_attributes(path: Path, model: BaseAlgorithm, data: Mapping[str, Any])
             raise ModelFileError(path, f"it sets the attribute {key!r}, which a saved model may not set")
 
 
-def _matched_by_position(model: BaseAlgorithm, params: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def matched_by_position(model: BaseAlgorithm, params: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """stable-baselines3's state dicts renamed to the composed model's keys (:func:`_renamed`).
 
     SB3's PPO registers a Box action space's ``log_std`` before the networks, the composed
@@ -475,12 +475,15 @@ def _matched_by_position(model: BaseAlgorithm, params: Mapping[str, dict[str, An
 
 
 def _renamed(name: str, state: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, str]:
-    """SB3's key -> the composed key: the same name once the head's module is left out of ours
-    (``action_net.weight``, ``head.action_net.weight``), else the next one in order in the same place
-    (TD3's ``actor.mu.4.weight``, ``actor.head.mu.weight``); shapes must agree."""
+    """Their key -> our key (one of the two stable-baselines3's, the other composed): the same name once the
+    head's module is left out (``action_net.weight``, ``head.action_net.weight``), else the next one in order
+    in the same place (TD3's ``actor.mu.4.weight``, ``actor.head.mu.weight``); shapes must agree."""
     by_name = {key.replace("head.", ""): key for key in ours}
-    mapping = {key: by_name[key] for key, tensor in state.items()
-               if key in by_name and tuple(ours[by_name[key]].shape) == tuple(tensor.shape)}
+    mapping = {}
+    for key, tensor in state.items():
+        plain = key.replace("head.", "")
+        if plain in by_name and tuple(ours[by_name[plain]].shape) == tuple(tensor.shape):
+            mapping[key] = by_name[plain]
     rest = [key for key in ours if key not in mapping.values()]
     for key, our_key in zip([key for key in state if key not in mapping], rest, strict=True):
         if not _same_place(key, our_key) or tuple(state[key].shape) != tuple(ours[our_key].shape):

@@ -204,3 +204,32 @@ def test_sizes_are_checked_before_anything_is_decompressed(trained_sac, tmp_path
     assert bomb.stat().st_size < 2 * 2**20
     with pytest.raises(ModelFileError, match=r"'policy.safetensors' declares 209715200 bytes.*before decompressing"):
         load_model(bomb)
+
+
+def test_a_loaded_model_and_buffer_continue_training_exactly(tmp_path) -> None:
+    """Save and load lose nothing that training uses: with the env and the random number generators where they
+    were (what a file cannot hold, docs/model-format.md), the loaded model trains to the uninterrupted one's bits."""
+    import random
+
+    def first_half():
+        model = make_model(sac(learning_starts=50))
+        model.learn(150)
+        return model
+
+    uninterrupted = first_half()
+    uninterrupted.learn(150, reset_num_timesteps=False)
+
+    model = first_half()
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer.safetensors")
+    generators = th.get_rng_state(), np.random.get_state(), random.getstate()
+    resumed = load_model(tmp_path / "model", env=model.get_env(), force_reset=False)
+    resumed.load_replay_buffer(tmp_path / "buffer.safetensors")
+    th.set_rng_state(generators[0]), np.random.set_state(generators[1]), random.setstate(generators[2])
+    resumed.learn(150, reset_num_timesteps=False)
+    assert resumed.num_timesteps == uninterrupted.num_timesteps == 300
+    for name, state in uninterrupted.get_parameters().items():
+        if "param_groups" not in state:
+            other = resumed.get_parameters()[name]
+            assert all(th.equal(other[key], value) for key, value in state.items()), name
+    assert th.equal(resumed.log_ent_coef, uninterrupted.log_ent_coef)
