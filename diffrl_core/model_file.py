@@ -28,6 +28,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -132,7 +133,7 @@ def save_model(model: BaseAlgorithm, path: str | os.PathLike[str] | IO[bytes],
         "state_dicts": state_dicts,
         "variables": sorted(variables),
         "config": config,
-        "versions": _versions(),
+        "versions": dict(_versions()),
         "files": {file: {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
                   for file, content in entries.items()},
     }
@@ -145,7 +146,8 @@ def save_model(model: BaseAlgorithm, path: str | os.PathLike[str] | IO[bytes],
 
 
 def _write_archive(file: IO[bytes], manifest: bytes, entries: Mapping[str, bytes]) -> None:
-    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    # stored, not deflated (as stable-baselines3's zips): float weights hardly compress, and inflating costs time
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(MANIFEST, manifest)
         for name, content in entries.items():
             archive.writestr(name, content)
@@ -172,7 +174,7 @@ def _tensors_entry(tensors: Mapping[str, Any], where: str) -> tuple[bytes, dict[
             aliases[key] = seen[identity]
             continue
         seen[identity] = key
-        stored[key] = tensor.cpu().contiguous().clone()
+        stored[key] = tensor.cpu().contiguous()
     return save(stored), {"aliases": aliases}
 
 
@@ -193,6 +195,7 @@ def _optimizer_entry(state_dict: Mapping[str, Any], where: str) -> tuple[bytes, 
                      "other_state": other}
 
 
+@cache  # installed versions do not change while a process runs (and reading them costs 5 ms)
 def _versions() -> dict[str, Any]:
     import importlib.metadata
 
