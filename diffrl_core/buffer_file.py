@@ -20,14 +20,12 @@ the file against it; it reads the file with bounded sizes and calls neither pick
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import json
 import math
 import os
 import struct
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -36,6 +34,7 @@ import safetensors.numpy
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from diffrl_core.errors import ModelFileError, ModelSaveError
+from diffrl_core.runs import atomic_path
 
 #: ``format`` in the metadata: what tells this file from any other safetensors file
 FORMAT = "diffrl-replay-buffer"
@@ -103,18 +102,10 @@ def save_replay_buffer(buffer: ReplayBuffer, path: str | os.PathLike[str]) -> No
         "arrays": {name: {"shape": list(array.shape), "dtype": str(array.dtype)} for name, array in arrays.items()},
         "payload_sha256": _DIGEST_PLACEHOLDER,
     }
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        safetensors.numpy.save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
-        _write_digest(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    # runs.atomic_path: a temporary name with this pid, which the next writer removes if this process is killed
+    with atomic_path(path) as tmp:
+        safetensors.numpy.save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
+        _write_digest(str(tmp))
 
 
 def _write_digest(tmp: str) -> None:

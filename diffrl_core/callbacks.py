@@ -29,7 +29,7 @@ from diffrl_core import runs
 from diffrl_core.config import Config
 from diffrl_core.errors import DivergenceError
 from diffrl_core.evaluation import evaluate, format_return, mean_std
-from diffrl_core.model_file import read_arrays
+from diffrl_core.model_file import read_evaluations
 from diffrl_core.sb3.divergence import nonfinite_parameters
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class Evaluations:
         self.results: list[list[float]] = []
         self.ep_lengths: list[list[int]] = []
         if path.exists():
-            data = read_arrays(path, ("timesteps", "results", "ep_lengths"))
+            data = read_evaluations(path)
             self.timesteps = [int(t) for t in data["timesteps"]]
             self.results = [list(map(float, r)) for r in data["results"]]
             self.ep_lengths = [list(map(int, n)) for n in data["ep_lengths"]]

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
+from pydantic_core import PydanticSerializationError
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -162,7 +163,10 @@ def make_model(
             f"{type(exc).__name__}: {message_of(exc)}"
         ) from exc
     model.env_text = env_text
-    model.diffrl_config = resolved_config(config)  # type: ignore[union-attr]  # saved in the model's manifest
+    try:  # saved in the model's manifest; a config given from Python may hold objects (a schedule) JSON cannot
+        model.diffrl_config = resolved_config(config)  # type: ignore[union-attr]
+    except PydanticSerializationError:
+        model.diffrl_config = None  # type: ignore[union-attr]
     return model
 
 
@@ -303,8 +307,10 @@ def load_model(
     if trust_pickle:
         return _load_pickled(path, env, host, **kwargs)
     kwargs.pop("print_system_info", None)
-    overrides = {**(kwargs.pop("custom_objects", None) or {}), **kwargs}
-    saved = read_saved_model(path, env, overrides)
+    custom_objects = kwargs.pop("custom_objects", None) or {}
+    saved = read_saved_model(path, env, {**custom_objects, **kwargs})
+    # as in stable-baselines3: custom objects replace saved entries, and only those
+    saved.data.update({key: value for key, value in custom_objects.items() if key in saved.data})
     algo = _ALGO_OF_CLASS.get(saved.algo_class)
     if algo is None or saved.components.get("algo", algo) != algo:
         raise ModelFileError(saved.path, f"it holds a {saved.algo_class!r} model; diffrl loads "

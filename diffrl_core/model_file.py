@@ -510,8 +510,21 @@ def _first_line(exc: BaseException) -> str:
 MAX_ARRAYS_BYTES = 2**30
 
 
+def read_evaluations(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``evaluations.npz``: ``timesteps`` (n_evals), ``results`` and ``ep_lengths`` (n_evals x n_episodes).
+
+    :raises ModelFileError: when it is not such a file
+    """
+    arrays = read_arrays(path, ("timesteps", "results", "ep_lengths"))
+    timesteps, results, lengths = arrays["timesteps"], arrays["results"], arrays["ep_lengths"]
+    if timesteps.ndim != 1 or results.ndim != 2 or results.shape[0] != len(timesteps) or lengths.shape != results.shape:
+        raise ModelFileError(path, f"its arrays do not go together: timesteps {timesteps.shape}, results "
+                                   f"{results.shape}, ep_lengths {lengths.shape} (n_evals, and n_evals x n_episodes)")
+    return arrays
+
+
 def read_arrays(path: str | os.PathLike[str], names: tuple[str, ...]) -> dict[str, Any]:
-    """The arrays ``names`` of an ``.npz`` file (``evaluations.npz``), without pickle and with sizes bounded.
+    """The arrays ``names`` of an ``.npz`` file, without pickle and with sizes bounded.
 
     :raises ModelFileError: when it is not such a file
     """

@@ -191,7 +191,7 @@ def test_sigint_leaves_a_checkpoint_and_resume_continues_the_step_counter(tmp_pa
     steps = stopped["num_timesteps"]
     assert stopped["status"] == "interrupted" and stopped["pid"] is None and 100 <= steps < 100_000
     assert stopped["checkpoint"] == f"checkpoints/model_{steps}.zip"
-    assert stopped["replay_buffer"] == f"checkpoints/replay_buffer_{steps}.pkl"
+    assert stopped["replay_buffer"] == f"checkpoints/replay_buffer_{steps}.safetensors"
     assert num_timesteps(run / stopped["checkpoint"]) == steps
     assert not (run / "model.zip").exists()  # the final model is only written by a finished run
     progress = run / "logs" / "progress.csv"

@@ -164,8 +164,10 @@ def _config(tmp_path: Path, algo: str, fault: str) -> Path:
 
 
 def _finite_weights(model_zip: Path) -> bool:
-    with zipfile.ZipFile(model_zip) as archive, archive.open("policy.pth") as file:
-        state = th.load(file, weights_only=True)
+    from safetensors.torch import load
+
+    with zipfile.ZipFile(model_zip) as archive:
+        state = load(archive.read("policy.safetensors"))
     return all(bool(th.isfinite(tensor).all()) for tensor in state.values())
 
 

@@ -170,8 +170,7 @@ def test_train_uses_its_components_and_uninstalling_breaks_loading_by_name(venv:
              "--set", "policy.net_arch=[16]", "--set", "eval.freq=0", "--set", "eval.n_episodes=2",
              "--set", "checkpoint.freq=0", "--set", "logging.tensorboard=false")
     assert (run_dir / "model.zip").is_file()
-    data = json.loads(zipfile.ZipFile(run_dir / "model.zip").read("data"))
-    saved = data["diffrl_components"]
+    saved = json.loads(zipfile.ZipFile(run_dir / "model.zip").read("manifest.json"))["components"]
     assert saved["head"]["name"] == f"{NAME}_head" and saved["postprocess"]["name"] == f"{NAME}_scale"
     assert [spec["name"] for spec in saved["losses"]] == ["q_value", f"{NAME}_action_l2"]
     assert saved["provenance"]["actor_heads"][f"{NAME}_head"]["distribution"] == DIST

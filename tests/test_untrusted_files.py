@@ -153,6 +153,15 @@ def test_a_pickled_evaluations_file_is_refused_unread(run_folder, tmp_path) -> N
     assert not marker.exists()
 
 
+def test_an_evaluations_file_of_mismatched_arrays_is_refused(run_folder, tmp_path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_folder, run)
+    np.savez(run / "evaluations.npz", timesteps=np.array([100, 200]), results=np.array([1.0, 2.0]),
+             ep_lengths=np.array([200, 200]))
+    result = CliRunner().invoke(main, ["plot", str(run), "--output", str(tmp_path / "plot.png")])
+    assert result.exit_code == 2 and "its arrays do not go together" in result.output, result.output
+
+
 def test_resuming_leaves_a_pickled_replay_buffer_out_and_says_so(run_folder, tmp_path) -> None:
     run, marker = tmp_path / "run", tmp_path / "marker"
     shutil.copytree(run_folder, run)

@@ -120,10 +120,10 @@ def read_curve(run: RunDir, metric: str = "eval") -> tuple[Any, Any, str]:
     import numpy as np
 
     from diffrl_core.errors import DiffRLError
-    from diffrl_core.model_file import read_arrays
+    from diffrl_core.model_file import read_evaluations
 
     if metric == "eval" and run.evaluations_file.exists():
-        data = read_arrays(run.evaluations_file, ("timesteps", "results"))
+        data = read_evaluations(run.evaluations_file)
         if len(data["timesteps"]):
             return data["timesteps"].astype(float), np.nanmean(data["results"], axis=1), "eval"
     xs, ys = [], []

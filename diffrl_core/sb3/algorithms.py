@@ -17,9 +17,12 @@ from __future__ import annotations
 import io
 import math
 import pathlib
+import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -96,34 +99,61 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
         self._use_foreach()
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Save the replay buffer as arrays (:mod:`diffrl_core.buffer_file`: safetensors, no pickle), at ``path``."""
+        """Save the replay buffer as arrays (:mod:`diffrl_core.buffer_file`: safetensors, no pickle).
+
+        :param path: a file path (``.safetensors`` added when it has no suffix), or a file object opened for writing
+        """
         from diffrl_core.buffer_file import save_replay_buffer
 
-        if isinstance(path, io.BufferedIOBase):
-            raise TypeError("diffrl writes a replay buffer to a path (it is replaced atomically), not to a file object")
         assert self.replay_buffer is not None, "the replay buffer is built by _setup_model"  # type: ignore[attr-defined]
-        save_replay_buffer(self.replay_buffer, path)  # type: ignore[attr-defined]
+        if not isinstance(path, io.BufferedIOBase):
+            save_replay_buffer(self.replay_buffer, _buffer_path(path))  # type: ignore[attr-defined]
+            return
+        with tempfile.TemporaryDirectory() as folder:  # the file is written whole, then handed over
+            save_replay_buffer(self.replay_buffer, Path(folder) / "buffer.safetensors")  # type: ignore[attr-defined]
+            path.write((Path(folder) / "buffer.safetensors").read_bytes())
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True,
                            trust_pickle: bool = False) -> None:
         """Fill the replay buffer from a file :meth:`save_replay_buffer` wrote; nothing in it is run.
 
+        :param path: a file path (as given to :meth:`save_replay_buffer`), or a file object opened for reading
         :param truncate_last_traj: HerReplayBuffer: end the last, unfinished episode (as stable-baselines3 does)
         :param trust_pickle: read a pickle that stable-baselines3's ``save_replay_buffer`` wrote, with its own
             loader, which runs whatever the file holds
+        :raises ~diffrl_core.errors.ModelFileError: when the file is not such a buffer, or does not fit this model
         """
         if trust_pickle:
             super().load_replay_buffer(path, truncate_last_traj)  # type: ignore[misc]
             return
         from diffrl_core.buffer_file import load_replay_buffer
 
+        buffer = getattr(self, "replay_buffer", None) or self._empty_replay_buffer()
         if isinstance(path, io.BufferedIOBase):
-            raise TypeError("diffrl reads a replay buffer from a path, not from a file object")
-        load_replay_buffer(self.replay_buffer, path)  # type: ignore[attr-defined]
-        if isinstance(self.replay_buffer, HerReplayBuffer):  # type: ignore[attr-defined]
-            self.replay_buffer.set_env(self.env)  # type: ignore[attr-defined]
+            with tempfile.TemporaryDirectory() as folder:
+                copy = Path(folder) / "buffer.safetensors"
+                with open(copy, "wb") as file:
+                    shutil.copyfileobj(path, file)
+                load_replay_buffer(buffer, copy)
+        else:
+            load_replay_buffer(buffer, _buffer_path(path, reading=True))
+        self.replay_buffer = buffer
+        if isinstance(buffer, HerReplayBuffer):
+            if buffer.env is None:
+                buffer.set_env(self.env)  # type: ignore[attr-defined]
             if truncate_last_traj:
-                self.replay_buffer.truncate_last_trajectory()  # type: ignore[attr-defined]
+                buffer.truncate_last_trajectory()
+        buffer.device = self.device  # type: ignore[attr-defined]
+
+    def _empty_replay_buffer(self) -> ReplayBuffer:
+        """An empty replay buffer, as stable-baselines3's ``_setup_model`` builds one (after ``del model.replay_buffer``)."""
+        kwargs = dict(self.replay_buffer_kwargs)  # type: ignore[attr-defined]
+        if issubclass(self.replay_buffer_class, HerReplayBuffer):  # type: ignore[attr-defined]
+            kwargs["env"] = self.env  # type: ignore[attr-defined]
+        return self.replay_buffer_class(  # type: ignore[attr-defined,no-any-return]
+            self.buffer_size, self.observation_space, self.action_space, device=self.device,  # type: ignore[attr-defined]
+            n_envs=self.n_envs, optimize_memory_usage=self.optimize_memory_usage, **kwargs,  # type: ignore[attr-defined]
+        )
 
     def check_loss(self, value: float, what: str) -> None:
         """Stop with the explained :class:`DivergenceError` when a loss value is not finite (free when it is)."""
@@ -167,6 +197,13 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
 
     def _alpha(self) -> th.Tensor | None:
         return None
+
+
+def _buffer_path(path: str | pathlib.Path, reading: bool = False) -> Path:
+    """``path``, with ``.safetensors`` added when it has no suffix (stable-baselines3 adds ``.pkl``), as written."""
+    path = Path(path)
+    with_suffix = path if path.suffix else path.with_name(path.name + ".safetensors")
+    return path if reading and path.exists() else with_suffix
 
 
 class ComposedSAC(_ComposedAlgorithmMixin, SAC):
