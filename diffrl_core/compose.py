@@ -48,7 +48,7 @@ from diffrl_core.resolve import (
 from diffrl_core.runs import resolved_config
 from diffrl_core.sb3.algorithms import ALGORITHMS, REPLAY_BUFFERS
 from diffrl_core.sb3.policies import POLICIES, policy_alias
-from diffrl_core.sb3_zip import read_sb3_zip
+from diffrl_core.sb3_zip import RUNTIME_STATE, read_sb3_zip
 from diffrl_core.strict_yaml import shorten
 from diffrl_core.threads import use_threads
 
@@ -286,8 +286,6 @@ def read_saved_model(path: str | PathLike[str] | IO[bytes], env: gym.Env | VecEn
     raise ModelFileError(path, "it is neither a diffrl model (no manifest.json) nor a stable-baselines3 zip (no data)")
 
 
-#: policy_kwargs that diffrl 0.1 saved (the component names): not SB3's, left out on load
-_FIRST_FORMAT_POLICY_KWARGS = ("head", "head_kwargs", "postprocess", "postprocess_kwargs")
 #: stable-baselines3 ``load()`` arguments that are not saved attributes
 _LOAD_ARGUMENTS = ("device", "force_reset")
 
@@ -325,12 +323,10 @@ def load_model(
     if not (isinstance(policy_class, type) and issubclass(policy_class, tuple(POLICIES[algo].values()))):
         raise ModelFileError(saved.path, f"it names the policy {shorten(policy_class)}, not one of diffrl's "
                                          f"{algo.upper()} policies ({', '.join(POLICIES[algo])}) or a subclass")
-    if saved.components.get("format") == 1 and isinstance(saved.data.get("policy_kwargs"), dict):
-        saved.data["policy_kwargs"] = {key: value for key, value in saved.data["policy_kwargs"].items()
-                                       if key not in _FIRST_FORMAT_POLICY_KWARGS}
-    if saved.skipped:
+    unread = [entry for entry in saved.skipped if not entry.startswith(RUNTIME_STATE)]  # the next learn() resets those
+    if unread:
         warnings.warn(f"{str(saved.path)!r} is a stable-baselines3 zip; entries that only unpickling could read "
-                      f"were not read: {'; '.join(saved.skipped)}. Pass them to load_model as keyword arguments "
+                      f"were not read: {'; '.join(unread)}. Pass them to load_model as keyword arguments "
                       "to set them", stacklevel=2)
     if env is not None:  # the checks make_model runs (the composition's were run by resolve_saved)
         check_action_space(composition, env.action_space, _env_id(env))

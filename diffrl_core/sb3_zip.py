@@ -154,7 +154,10 @@ def read_sb3_zip(path: Path, archive: zipfile.ZipFile, env_spaces: tuple[Space, 
         components = saved_components
     else:
         components = _from_first_format(path, saved_components, data)
-        data.pop("losses", None)  # moved into the components
+        data.pop("losses", None)  # moved into the components, and the names out of policy_kwargs
+        if isinstance(data.get("policy_kwargs"), dict):
+            data["policy_kwargs"] = {key: value for key, value in data["policy_kwargs"].items()
+                                     if key not in _FIRST_FORMAT_POLICY_KWARGS}
     config = raw.get("diffrl_config")
     return SavedModel(
         path=path, algo_class=ALGO_CLASSES[algo], components=components, data=data, params=params,
