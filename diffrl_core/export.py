@@ -15,6 +15,7 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from diffrl_core.errors import DiffRLError
 from diffrl_core.model_file import matched_by_position, with_zip_suffix
 from diffrl_core.resolve import default_composition
 
@@ -27,7 +28,7 @@ def is_stock_composition(model: BaseAlgorithm) -> bool:
     ent_coef = getattr(model, "ent_coef", 0.0) if composition.algo in ("ppo", "a2c") else 0.0
     try:
         stock = default_composition(composition.algo, default_host(), model.action_space, ent_coef)
-    except Exception:  # noqa: BLE001 - the default head's plugin missing: then it cannot be the stock policy
+    except DiffRLError:  # the default head's plugin is not installed: then this is not the stock policy
         return False
     names = ("format", "algo", "head", "postprocess", "losses", "raw_log_prob")
     mine, theirs = composition.to_saved(), stock.to_saved()
