@@ -23,7 +23,7 @@ from diffrl_core.errors import ModelSaveError
 
 TYPE = "__type__"
 #: the array dtypes a file may hold (object arrays would need pickle)
-_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                      "float16", "float32", "float64"})
 #: classes allowed on top of the built-in table (:func:`allow_classes`)
 _EXTRA_CLASSES: dict[str, type] = {}
@@ -150,7 +150,7 @@ def encode(value: Any, where: str) -> Any:
 
 
 def _dtype_name(dtype: np.dtype[Any], where: str) -> str:
-    if dtype.name not in _DTYPES:
+    if dtype.name not in DTYPES:
         raise ModelSaveError(f"cannot save {where}: arrays of {dtype} cannot be stored without pickle")
     return dtype.name
 
@@ -240,7 +240,7 @@ def _decode_array(value: Mapping[str, Any]) -> np.ndarray:
     if value.get(TYPE) != "ndarray":
         raise DecodeError("an array was expected")
     dtype = _field(value, "dtype", str)
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise DecodeError(f"array dtype {dtype!r}")
     shape = _field(value, "shape", list)
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
@@ -257,7 +257,7 @@ def _decode_array(value: Mapping[str, Any]) -> np.ndarray:
 
 def _decode_numpy_scalar(value: Mapping[str, Any]) -> np.generic:
     dtype = _field(value, "dtype", str)
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise DecodeError(f"scalar dtype {dtype!r}")
     item = decode(value.get("value"))
     if not isinstance(item, (int, float)):
@@ -335,7 +335,7 @@ def _decode_noise(value: Mapping[str, Any]) -> Any:
         return vectorized
     mean, sigma = _decode_array(_field(value, "mean", dict)), _decode_array(_field(value, "sigma", dict))
     dtype = _field(value, "dtype", str)
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise DecodeError(f"noise dtype {dtype!r}")
     if tag == "normal_noise":
         return noise.NormalActionNoise(mean, sigma, dtype=np.dtype(dtype).type)

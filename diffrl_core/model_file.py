@@ -28,7 +28,6 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -133,7 +132,7 @@ def save_model(model: BaseAlgorithm, path: str | os.PathLike[str] | IO[bytes],
         "state_dicts": state_dicts,
         "variables": sorted(variables),
         "config": config,
-        "versions": dict(_versions()),
+        "versions": _versions(),
         "files": {file: {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
                   for file, content in entries.items()},
     }
@@ -195,17 +194,10 @@ def _optimizer_entry(state_dict: Mapping[str, Any], where: str) -> tuple[bytes, 
                      "other_state": other}
 
 
-@cache  # installed versions do not change while a process runs (and reading them costs 5 ms)
 def _versions() -> dict[str, Any]:
-    import importlib.metadata
+    from diffrl_core.runs import package_version
 
-    versions: dict[str, Any] = {"python": platform.python_version()}
-    for distribution in _VERSIONED:
-        try:
-            versions[distribution] = importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            versions[distribution] = None
-    return versions
+    return {"python": platform.python_version(), **{name: package_version(name) for name in _VERSIONED}}
 
 
 # -- reading -----------------------------------------------------------------------------------

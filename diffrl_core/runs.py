@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import importlib.metadata
 import json
 import os
@@ -165,7 +166,9 @@ def write_json(target: str | os.PathLike[str], data: Any) -> None:
 # -- versions and the resolved config ----------------------------------------------------------
 
 
-def _version(distribution: str) -> str | None:
+@functools.cache  # installed versions do not change while a process runs, and each lookup reads metadata files
+def package_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (None when it is not installed)."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -194,7 +197,7 @@ def collect_versions(components: Mapping[str, Any], env_provenance: Mapping[str,
             prov.get("plugin") or "?",
             {
                 "distribution": "diffrl-core" if prov.get("builtin") else prov.get("distribution"),
-                "version": _version("diffrl-core") if prov.get("builtin") else prov.get("version"),
+                "version": package_version("diffrl-core") if prov.get("builtin") else prov.get("version"),
                 "components": [],
             },
         )
@@ -202,10 +205,10 @@ def collect_versions(components: Mapping[str, Any], env_provenance: Mapping[str,
     for plugin in plugins.values():
         plugin["components"] = sorted(set(plugin["components"]))
     versions: dict[str, Any] = {
-        "diffrl-core": _version("diffrl-core"),
-        "stable-baselines3": _version("stable-baselines3"),
-        "gymnasium": _version("gymnasium"),
-        "torch": _version("torch"),
+        "diffrl-core": package_version("diffrl-core"),
+        "stable-baselines3": package_version("stable-baselines3"),
+        "gymnasium": package_version("gymnasium"),
+        "torch": package_version("torch"),
         "plugins": plugins,
     }
     return versions

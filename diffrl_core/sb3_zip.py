@@ -35,8 +35,9 @@ from gymnasium import spaces
 from diffrl_core.config import ALGOS, DEFAULT_HEADS, DEFAULT_LOSSES
 from diffrl_core.errors import ModelFileError
 from diffrl_core.kinds import COMPONENT_KINDS
-from diffrl_core.model_data import allowed_classes
+from diffrl_core.model_data import DTYPES, allowed_classes
 from diffrl_core.model_file import DERIVED, SavedModel, read_entry
+from diffrl_core.sb3.algorithms import ALGORITHMS
 
 if TYPE_CHECKING:
     from gymnasium import Space
@@ -49,7 +50,7 @@ TYPE = ":type:"
 SERIALIZED = ":serialized:"
 VARIABLES_ENTRY = "pytorch_variables.pth"
 #: algo -> the composed class that loads it
-ALGO_CLASSES = {"sac": "ComposedSAC", "td3": "ComposedTD3", "ppo": "ComposedPPO", "a2c": "ComposedA2C"}
+ALGO_CLASSES = {algo: cls.__name__ for algo, cls in ALGORITHMS.items()}
 #: the module of stable-baselines3's policy classes -> the algorithm (PPO and A2C share theirs)
 _POLICY_MODULES = {
     "stable_baselines3.sac.policies": "sac",
@@ -79,8 +80,8 @@ RUNTIME_STATE = ("_last_obs", "_last_original_obs", "_last_episode_starts", "ep_
 _REQUIRED = ("observation_space", "action_space", "policy_class")
 #: policy kwargs of diffrl 0.1 (the component names)
 _FIRST_FORMAT_POLICY_KWARGS = ("head", "head_kwargs", "postprocess", "postprocess_kwargs")
-_INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
-_FLOAT_DTYPES = frozenset({"float16", "float32", "float64"})
+_INT_DTYPES = frozenset(name for name in DTYPES if np.dtype(name).kind in "iu")
+_FLOAT_DTYPES = frozenset(name for name in DTYPES if np.dtype(name).kind == "f")
 _NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)"
 _NUMBER_RE = re.compile(_NUMBER)
 _INT_RE = re.compile(r"[-+]?\d+")

@@ -9,6 +9,7 @@ import textwrap
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,41 +42,30 @@ class FakeEntryPoint:
 RewriteSavedData = Callable[[Path, Path, Callable[[dict[str, Any]], None]], Path]
 
 
+def _rewrite_json_entry(entry: str, source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Copy the zip ``source`` to ``target``, its JSON entry ``entry`` changed by ``edit``."""
+    with zipfile.ZipFile(source) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    content = json.loads(entries[entry])
+    edit(content)
+    entries[entry] = json.dumps(content).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return target
+
+
 @pytest.fixture
 def rewrite_manifest() -> RewriteSavedData:
     """Copy a model file to ``target``, its ``manifest.json`` changed by ``edit`` (damaged or edited files)."""
-
-    def rewrite(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-        with zipfile.ZipFile(source) as archive:
-            entries = {name: archive.read(name) for name in archive.namelist()}
-        manifest = json.loads(entries["manifest.json"])
-        edit(manifest)
-        entries["manifest.json"] = json.dumps(manifest).encode()
-        with zipfile.ZipFile(target, "w") as archive:
-            for name, content in entries.items():
-                archive.writestr(name, content)
-        return target
-
-    return rewrite
+    return partial(_rewrite_json_entry, "manifest.json")
 
 
 @pytest.fixture
 def rewrite_saved_data() -> RewriteSavedData:
     """Copy a stable-baselines3 zip (``BaseAlgorithm.save(model, path)``) to ``target``, its ``data`` JSON
     changed by ``edit`` (the formats diffrl saved before its own)."""
-
-    def rewrite(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-        with zipfile.ZipFile(source) as archive:
-            entries = {name: archive.read(name) for name in archive.namelist()}
-        data = json.loads(entries["data"])
-        edit(data)
-        entries["data"] = json.dumps(data).encode()
-        with zipfile.ZipFile(target, "w") as archive:
-            for name, content in entries.items():
-                archive.writestr(name, content)
-        return target
-
-    return rewrite
+    return partial(_rewrite_json_entry, "data")
 
 
 @pytest.fixture(autouse=True)
