@@ -25,6 +25,7 @@ from diffrl_core.commands.gradcheck import gradcheck
 from diffrl_core.commands.new_plugin import new_plugin
 from diffrl_core.commands.plot import plot
 from diffrl_core.commands.plugins import list_components, plugins
+from diffrl_core.commands.sweep import sweep
 from diffrl_core.commands.train import train
 from diffrl_core.errors import EXIT_CODES, DiffRLError
 
@@ -33,6 +34,7 @@ _LEFT_BEHIND = {
     "train": " before training started; no run folder was created",
     "eval": "; no file was written",
     "plot": "; no file was written",
+    "sweep": "; each started run saved a checkpoint: rerun the same command to continue",
 }
 
 
@@ -114,7 +116,7 @@ def main() -> None:
     """diffrl: compose stable-baselines3 policies from plugin components, by name."""
 
 
-for command in (plugins, list_components, train, evaluate, plot, export, gradcheck, new_plugin):
+for command in (plugins, list_components, train, sweep, evaluate, plot, export, gradcheck, new_plugin):
     main.add_command(command)
 
 
