@@ -569,10 +569,16 @@ def _fixed_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[RunDir]:
-    """Run folders named directly, or the run folders directly inside the given folders.
+    """Run folders named directly, or the run folders inside the given folders, at any depth.
 
-    Hidden folders inside a folder are skipped: they are not runs (e.g. the staging folder of a run
-    being created, or one a killed process left).
+    A folder with a ``status.json`` is a run folder, and is not searched further; other folders are
+    searched (e.g. a sweep's ``SWEEP/runs/<run>/``), in the order of their names. Hidden entries are
+    skipped: they are not runs (e.g. the staging folder of a run being created, or one a killed process
+    left). A link to a folder is taken when it is a run folder, but not searched (no cycles).
+
+    :param paths: run folders, or folders holding run folders
+    :return: the run folders, those of each path in turn
+    :raises DiffRLError: when a path does not exist, or is no run folder and holds none
     """
     found: list[RunDir] = []
     for path in map(Path, paths):
@@ -581,10 +587,28 @@ def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[RunDir]:
             continue
         if not path.is_dir():
             raise DiffRLError(f"{str(path)!r} " + ("does not exist" if not path.exists() else "is not a run folder"))
-        children = sorted(
-            child for child in path.iterdir() if not child.name.startswith(".") and (child / STATUS_FILE).exists()
-        )
-        if not children:
+        inside = _runs_inside(path)
+        if not inside:
             raise DiffRLError(f"{str(path)!r} is not a run folder and holds none (a run folder has a {STATUS_FILE})")
-        found.extend(RunDir(child) for child in children)
+        found.extend(inside)
     return found
+
+
+def _runs_inside(folder: Path) -> list[RunDir]:
+    """The run folders inside ``folder`` (not a run folder itself), at any depth, sorted by name at each level."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except PermissionError:
+        raise DiffRLError(f"cannot search {str(folder)!r} for run folders: permission denied") from None
+    found: list[RunDir] = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        child = Path(entry.path)
+        if (child / STATUS_FILE).exists():
+            found.append(RunDir(child))
+        elif not entry.is_symlink():
+            found += _runs_inside(child)
+    return found
+

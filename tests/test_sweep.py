@@ -1,4 +1,4 @@
-"""``diffrl sweep`` on this machine: grids x seeds into run folders, reruns, interruptions, failures, bad sweep files."""
+"""``diffrl sweep`` on this machine: grids x seeds into run folders, reruns, interruptions, failures, bad files."""
 
 from __future__ import annotations
 
@@ -148,7 +148,8 @@ def test_a_failed_run_is_recorded_with_its_error_and_the_sweep_goes_on(tmp_path:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     trials = index(out)
-    good, bad = trials[run_name("tiny", {"env_kwargs": {}}, 0)], trials[run_name("tiny", {"env_kwargs": {"gravitee": 9.8}}, 0)]
+    good = trials[run_name("tiny", {"env_kwargs": {}}, 0)]
+    bad = trials[run_name("tiny", {"env_kwargs": {"gravitee": 9.8}}, 0)]
     assert good["status"] == "done" and isinstance(good["final_return"], float)
     assert bad["status"] == "failed" and "gravitee" in bad["error"]
     assert "1 run(s) failed" in result.stderr and "gravitee" in result.stdout
@@ -247,7 +248,8 @@ def test_the_progress_shows_counts_the_best_setting_and_failures(tmp_path: Path)
         for name, entry in entries.items():
             folder.record(name, **entry)
         lines = Progress(folder, [*entries, "d0"], live=True).lines()
-        assert lines[0].startswith(f"sweep {folder.path}: 6 runs | 1 running | 3 done | 1 failed | 1 pending | best -150")
+        counts = "6 runs | 1 running | 3 done | 1 failed | 1 pending | best -150"
+        assert lines[0].startswith(f"sweep {folder.path}: {counts}")
         assert any(line.startswith("  running  c0") for line in lines)
         assert "  failed   b1: ValueError: boom" in lines
         report = Progress(folder, list(entries)).report()

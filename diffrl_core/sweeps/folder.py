@@ -37,7 +37,8 @@ INDEX_FORMAT = "diffrl-sweep"
 INDEX_VERSION = 1
 
 #: a trial's status in the index
-PENDING, RUNNING, DONE, FAILED, DIVERGED, INTERRUPTED = "pending", "running", "done", "failed", "diverged", "interrupted"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+DIVERGED, INTERRUPTED = "diverged", "interrupted"
 #: statuses a rerun leaves alone: the run has its result
 FINAL = (DONE, DIVERGED)
 
@@ -130,7 +131,8 @@ class SweepFolder:
             index = json.loads(self.index_file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DiffRLError(f"cannot read {self.index_file}: {exc}") from None
-        if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("trials"), dict):
+        is_index = isinstance(index, dict) and index.get("format") == INDEX_FORMAT
+        if not is_index or not isinstance(index.get("trials"), dict):
             raise DiffRLError(f"{self.index_file} is not a diffrl sweep index; use another --sweep-dir")
         if index.get("version") != INDEX_VERSION:
             raise DiffRLError(f"{self.index_file} has version {index.get('version')!r}; this diffrl reads version "

@@ -184,7 +184,8 @@ class Sweep:
         total = len(self.bases) * len(points) * len(self.spec.seed_list)
         if total > MAX_RUNS:
             raise ConfigError(f"sweep {self.path} expands to {total} runs; at most {MAX_RUNS} (fewer seeds or values)")
-        trials = [self.trial(base, point, seed) for base in self.bases for point in points for seed in self.spec.seed_list]
+        seeds = self.spec.seed_list
+        trials = [self.trial(base, point, seed) for base in self.bases for point in points for seed in seeds]
         seen: dict[str, Trial] = {}
         for trial in trials:
             if trial.name in seen:  # e.g. two config files of the same name in different folders
