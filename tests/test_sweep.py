@@ -254,3 +254,11 @@ def test_the_progress_shows_counts_the_best_setting_and_failures(tmp_path: Path)
         assert "  failed   b1: ValueError: boom" in lines
         report = Progress(folder, list(entries)).report()
         assert "ValueError: boom" in report and "-300" in report
+
+
+@pytest.mark.parametrize("sweep_file", sorted((Path(__file__).parents[1] / "examples" / "sweeps").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_the_example_sweep_files_expand_to_valid_runs(sweep_file: Path) -> None:
+    sweep = load_sweep(sweep_file)
+    if sweep.spec.search is None:
+        assert sweep.grid_trials()
