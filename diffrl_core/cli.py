@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
+from diffrl_core.commands.compare import compare
 from diffrl_core.commands.evaluate import evaluate
 from diffrl_core.commands.export import export
 from diffrl_core.commands.gradcheck import gradcheck
@@ -34,6 +35,7 @@ _LEFT_BEHIND = {
     "train": " before training started; no run folder was created",
     "eval": "; no file was written",
     "plot": "; no file was written",
+    "compare": "; no file was written",
     "sweep": "; each started run saved a checkpoint: rerun the same command to continue",
 }
 
@@ -116,7 +118,7 @@ def main() -> None:
     """diffrl: compose stable-baselines3 policies from plugin components, by name."""
 
 
-for command in (plugins, list_components, train, sweep, evaluate, plot, export, gradcheck, new_plugin):
+for command in (plugins, list_components, train, sweep, evaluate, plot, compare, export, gradcheck, new_plugin):
     main.add_command(command)
 
 

@@ -11,6 +11,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from diffrl_core import runs
@@ -41,7 +42,7 @@ def best_point(entries: dict[str, dict[str, Any]], maximize: bool = True) -> tup
         key = _point_key(entry)
         groups.setdefault(key, []).append(float(value))
         point = describe_point(entry.get("point") or {})
-        labels[key] = f"{entry.get('base')}" + (f" {point}" if point else "")
+        labels[key] = Path(str(entry.get("base"))).name + (f" {point}" if point else "")
     if not groups:
         return None
     pick = max if maximize else min
