@@ -13,9 +13,6 @@ if TYPE_CHECKING:
 
     from diffrl_core.runs import RunDir
 
-#: Curves with at most this many points are drawn with a marker at each (a single point is then visible).
-MARKER_POINTS = 30
-
 
 @click.command()
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -125,7 +122,7 @@ def draw_learning_curves(
     :param note: called with a line for the user when a group cannot be averaged
     :return: the number of curves drawn (labelled lines in the legend)
     """
-    from diffrl_core.comparison import align_curves, clean_curve
+    from diffrl_core.comparison import MARKER_POINTS, align_curves, clean_curve
 
     def marker(x: Any) -> str | None:
         return "o" if len(x) <= MARKER_POINTS else None
