@@ -78,10 +78,12 @@ def sweep(sweep_file: Path, sweep_dir: Path | None, workers: int | None, address
         if address is not None:
             raise DiffRLError("an Optuna search runs on this machine's --workers; to use several machines, start "
                               "`diffrl sweep` on each with the same --storage URL (a database they share)")
-        from diffrl_core.sweeps.search import run_search
+        from diffrl_core.sweeps.search import SearchSpace, import_optuna, run_search
 
+        import_optuna()
+        space = SearchSpace(sweep_spec, host)  # checked before the sweep folder is created
         with SweepFolder(target) as folder:
-            code = run_search(sweep_spec, folder, workers or _cpus(), storage, host)
+            code = run_search(sweep_spec, folder, workers or _cpus(), storage, host, space=space)
         if code:
             sys.exit(code)
         return

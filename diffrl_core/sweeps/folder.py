@@ -149,25 +149,29 @@ class SweepFolder:
         spec_copy = self.path / SPEC_FILE
         if not spec_copy.exists():
             runs.write_text(spec_copy, sweep.path.read_text())
-        self.index["sweep"] = str(sweep.path)
-        for trial in trials:
-            text = trial.config_text()
-            target = self.config_file(trial.name)
-            if target.exists() and target.read_text() != text:
-                raise ConfigError(
-                    f"the config of run {trial.name!r} changed since it was started in {self.path} "
-                    f"(compare {target} with {trial.base} and the sweep file); give the changed sweep another "
-                    "--sweep-dir, or remove that run's folder and config to redo it"
-                )
-            if not target.exists():
-                runs.write_text(target, text)
-            entry = self.index["trials"].setdefault(trial.name, {"status": PENDING, "attempts": 0})
-            entry.update(base=trial.base, point=trial.point, seed=trial.seed, run=f"runs/{trial.name}")
-            state = self.state_of(trial.name)
-            entry.update(status=state.status, num_timesteps=state.num_timesteps, final_return=state.final_return)
-            if state.error:
-                entry["error"] = state.error
-        self.write_index()
+        with self._index_lock:  # the pool's threads record outcomes meanwhile (search mode adopts as it goes)
+            self.index["sweep"] = str(sweep.path)
+            for trial in trials:
+                self._adopt(trial)
+            self.write_index()
+
+    def _adopt(self, trial: Trial) -> None:
+        text = trial.config_text()
+        target = self.config_file(trial.name)
+        if target.exists() and target.read_text() != text:
+            raise ConfigError(
+                f"the config of run {trial.name!r} changed since it was started in {self.path} "
+                f"(compare {target} with {trial.base} and the sweep file); give the changed sweep another "
+                "--sweep-dir, or remove that run's folder and config to redo it"
+            )
+        if not target.exists():
+            runs.write_text(target, text)
+        entry = self.index["trials"].setdefault(trial.name, {"status": PENDING, "attempts": 0})
+        entry.update(base=trial.base, point=trial.point, seed=trial.seed, run=f"runs/{trial.name}")
+        state = self.state_of(trial.name)
+        entry.update(status=state.status, num_timesteps=state.num_timesteps, final_return=state.final_return)
+        if state.error:
+            entry["error"] = state.error
 
     def state_of(self, name: str) -> RunState:
         """What ``runs/<name>`` holds: finished, diverged, resumable or nothing to continue from."""

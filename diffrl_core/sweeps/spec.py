@@ -70,6 +70,9 @@ class SearchParam(_Strict):
                 raise ValueError("`choices` goes alone: without low, high, log, step or int")
             if not self.choices:
                 raise ValueError("`choices` must list at least one value")
+            encoded = [json.dumps(choice, sort_keys=True) for choice in self.choices]
+            if len(set(encoded)) != len(encoded):
+                raise ValueError("`choices` lists a value twice")
             return self
         if self.low is None or self.high is None:
             raise ValueError("give `low` and `high` (a range), or `choices`")
@@ -79,8 +82,8 @@ class SearchParam(_Strict):
             raise ValueError("`log: true` needs `low` > 0 and no `step`")
         if self.int and (self.low != math.floor(self.low) or self.high != math.floor(self.high)):
             raise ValueError("`int: true` needs whole numbers as `low` and `high`")
-        if self.step is not None and self.step <= 0:
-            raise ValueError("`step` must be positive")
+        if self.step is not None and (self.step <= 0 or (self.int and self.step != math.floor(self.step))):
+            raise ValueError("`step` must be positive" + (", and whole with `int: true`" if self.int else ""))
         return self
 
 

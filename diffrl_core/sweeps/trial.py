@@ -118,8 +118,8 @@ def read_outcome(run_dir: Path, exit_code: int, log_file: Path | None = None) ->
         with contextlib.suppress(DiffRLError):
             status = run.read_status()
     steps = _int(status.get("num_timesteps"))
-    if exit_code == 0 and status.get("status") == "finished":
-        return Outcome(DONE, 0, steps, final_return(run))
+    if status.get("status") == "finished":  # whatever signal came after the final model was saved
+        return Outcome(DONE, exit_code, steps, final_return(run))
     if status.get("status") == "diverged":
         return Outcome(DIVERGED, exit_code, steps, error=str(status.get("error") or "diverged"))
     if exit_code in (130, 143) or status.get("status") == "interrupted":
