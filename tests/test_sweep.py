@@ -262,3 +262,8 @@ def test_the_example_sweep_files_expand_to_valid_runs(sweep_file: Path) -> None:
     sweep = load_sweep(sweep_file)
     if sweep.spec.search is None:
         assert sweep.grid_trials()
+    else:
+        from diffrl_core.plugins import load_plugins
+        from diffrl_core.sweeps.search import SearchSpace
+
+        SearchSpace(sweep, load_plugins())  # every range's ends and every choice make a valid config
