@@ -36,7 +36,8 @@ _LEFT_BEHIND = {
     "eval": "; no file was written",
     "plot": "; no file was written",
     "compare": "; no file was written",
-    "sweep": "; each started run saved a checkpoint: rerun the same command to continue",
+    "sweep": "; rerun the same command to continue (local runs saved a checkpoint; runs cancelled on Ray restart "
+             "from their last state in the sweep folder)",
 }
 
 

@@ -104,6 +104,7 @@ def sweep(sweep_file: Path, sweep_dir: Path | None, workers: int | None, address
             if address is not None:
                 from diffrl_core.sweeps.ray_cluster import run_on_ray
 
+                click.echo(f"running {len(todo)} on the Ray cluster at {address}")
                 run_on_ray(folder, todo, address, progress.update, retries)
             else:
                 from diffrl_core.sweeps.local import LocalPool

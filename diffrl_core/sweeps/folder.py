@@ -39,6 +39,8 @@ INDEX_VERSION = 1
 #: a trial's status in the index
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 DIVERGED, INTERRUPTED = "diverged", "interrupted"
+#: sent to a Ray cluster, not known to run yet (Ray starts it when a CPU is free)
+SUBMITTED = "submitted"
 #: statuses a rerun leaves alone: the run has its result
 FINAL = (DONE, DIVERGED)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from diffrl_core import runs
-from diffrl_core.sweeps.folder import DIVERGED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING, SweepFolder
+from diffrl_core.sweeps.folder import DIVERGED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING, SUBMITTED, SweepFolder
 from diffrl_core.sweeps.spec import describe_point
 
 #: the order of the counts in the table
-_ORDER = (RUNNING, DONE, FAILED, DIVERGED, INTERRUPTED, "pruned", PENDING)
+_ORDER = (SUBMITTED, RUNNING, DONE, FAILED, DIVERGED, INTERRUPTED, "pruned", PENDING)
 #: the most running / failed runs the live table lists
 _LISTED = 12
 
