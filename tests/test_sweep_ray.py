@@ -224,7 +224,8 @@ def test_sweep_survives_a_lost_node(cluster: Cluster, tmp_path: Path) -> None:
         run = sweep_dir / "runs" / name
         assert (run / "model.zip").is_file()
         assert (run / "results.json").is_file()
-        assert json.loads((run / "status.json").read_text())["status"] == "finished"
+        status = json.loads((run / "status.json").read_text())
+        assert status["status"] == "finished" and status["name"] == name  # named as the local pool names it
         assert "--- " in (sweep_dir / "logs" / f"{name}.log").read_text()
     # every trial ended on the head, the one that trained on the lost node too (Ray ran it again)
     assert len({entry["ray_node"] for entry in trials.values()}) == 1

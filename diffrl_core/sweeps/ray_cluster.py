@@ -145,7 +145,7 @@ class _RayDriver:
                    "resumed": state.resume}
         try:
             packed = pack_run(self.folder.run_dir(name)) if state.resume else None
-            ref = train.remote(self.folder.config_file(name).read_text(), packed, state.resume)
+            ref = train.remote(name, self.folder.config_file(name).read_text(), packed, state.resume)
         except Exception as exc:  # e.g. the run folder cannot be read: this trial fails, the sweep goes on
             return {**changes, "status": FAILED, "error": f"cannot submit the run to Ray: {type(exc).__name__}: {exc}",
                     "exit_code": -1, "finished_at": runs.now()}
@@ -208,9 +208,10 @@ class _RayDriver:
 # -- on the node --------------------------------------------------------------------------------------
 
 
-def _train_on_node(config_text: str, packed: bytes | None, resume: bool) -> dict[str, Any]:
+def _train_on_node(name: str, config_text: str, packed: bytes | None, resume: bool) -> dict[str, Any]:
     """The Ray task: train one trial in a scratch folder of this node, and return what it left.
 
+    :param name: the trial's name (the run's name in its ``status.json``, as the local pool gives it)
     :param config_text: the trial's complete config
     :param packed: its run folder (:func:`~diffrl_core.sweeps.trial.pack_run`) to continue, or None
     :param resume: continue ``packed`` from its checkpoint (``diffrl train --resume``)
@@ -224,7 +225,7 @@ def _train_on_node(config_text: str, packed: bytes | None, resume: bool) -> dict
     with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch:
         root = Path(scratch)
         (root / _OWNER_FILE).write_text(str(os.getpid()))
-        config_file = root / "config.yaml"
+        config_file = root / f"{name}.yaml"
         config_file.write_text(config_text)
         run_dir = root / "run"
         log_file = root / "train.log"
