@@ -464,7 +464,6 @@ class Search:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # the open trials, the processes
         self._ask_lock = threading.Lock()  # one ask (count, ask, sample) at a time: the count stays exact here
-        self._folder_lock = threading.Lock()  # SweepFolder.adopt is not thread-safe
         self._output_lock = threading.Lock()  # progress lines and search.json
         self._open: dict[int, optuna.Trial] = {}  # trials of this process not told yet
         self._processes: set[subprocess.Popen[bytes]] = set()
@@ -613,8 +612,8 @@ class Search:
                 raise _Stopped
             if index and trial.should_prune():  # between seeds: the last one's evaluations were reported
                 raise _Pruned(f"after seed {self.sweep.spec.seed_list[index - 1]}")
-            with self._folder_lock:  # one seed at a time: the seeds a pruned trial never trains stay out
-                self.folder.adopt(self.sweep, [run])
+            # one seed at a time: the seeds a pruned trial never trains stay out of the index
+            self.folder.adopt(self.sweep, [run])
             self.folder.record(run.name, optuna_trial=number)
             run_dir = self.folder.run_dir(run.name)
             watch = reporter.watcher(run_dir, index, totals[index])
