@@ -6,6 +6,7 @@ line is printed whenever a count changes, so a log shows the sweep's course with
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import statistics
 import sys
@@ -89,19 +90,27 @@ class Progress:
             return out
         for name, entry in mine.items():
             if entry.get("status") == RUNNING and len(out) <= _LISTED:
-                out.append(f"  running  {name}  {self._steps(name)}")
+                out.append(f"  running  {name}  {self._running(name, entry)}")
         for name, entry in mine.items():
             if entry.get("status") == FAILED and len(out) <= 2 * _LISTED:
                 error = str(entry.get("error") or "").strip().splitlines()
                 out.append(f"  failed   {name}: {error[0][:100] if error else '?'}")
         return out
 
-    def _steps(self, name: str) -> str:
+    def _running(self, name: str, entry: dict[str, Any]) -> str:
+        """How long a run has trained, and its last checkpoint (its status says nothing finer)."""
+        try:
+            started = _dt.datetime.fromisoformat(str(entry.get("started_at")))
+            seconds = int((_dt.datetime.now(started.tzinfo) - started).total_seconds())
+            shown = f"{seconds // 60}:{seconds % 60:02d}"
+        except ValueError:
+            shown = "?"
         try:
             status = runs.RunDir(self.folder.run_dir(name)).read_status()
         except Exception:  # not created yet, or being rewritten
-            return ""
-        return f"{status.get('num_timesteps', 0)}/{status.get('total_timesteps', '?')} steps"
+            return shown
+        steps = status.get("checkpoint_timesteps") or 0
+        return shown + (f", checkpoint at {steps}/{status.get('total_timesteps', '?')} steps" if steps else "")
 
     def update(self) -> None:
         """Redraw the table (live), or print its summary line if it changed."""
