@@ -267,3 +267,24 @@ def test_the_example_sweep_files_expand_to_valid_runs(sweep_file: Path) -> None:
         from diffrl_core.sweeps.search import SearchSpace
 
         SearchSpace(sweep, load_plugins())  # every range's ends and every choice make a valid config
+
+
+def test_several_config_files_each_run_every_point_and_seed(tmp_path: Path) -> None:
+    write_sweep(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "td3.yaml").write_text(yaml.safe_dump({**TINY, "algo": "td3"}))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"config": ["tiny.yaml", "other/td3.yaml"], "seeds": 2}))
+    trials = load_sweep(tmp_path / "sweep.yaml").grid_trials()
+    assert [(trial.name, trial.config["algo"]) for trial in trials] == [
+        ("tiny-seed0", "sac"), ("tiny-seed1", "sac"), ("td3-seed0", "td3"), ("td3-seed1", "td3")]
+    # two config files of the same name would share run names: refused, naming both
+    (tmp_path / "other" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"config": ["tiny.yaml", "other/tiny.yaml"]}))
+    with pytest.raises(ConfigError, match="two runs would be named 'tiny-seed0'.*other/tiny.yaml"):
+        load_sweep(tmp_path / "sweep.yaml").grid_trials()
+
+
+def test_storage_is_for_searches_only(tmp_path: Path) -> None:
+    sweep_file = write_sweep(tmp_path)
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file), "--storage", "sqlite:///x.db"])
+    assert result.exit_code == 2 and "--storage is for sweep files with `search`" in result.output
