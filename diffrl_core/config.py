@@ -286,7 +286,7 @@ class Config(_Strict):
         if not (info.context or {}).get("algo_kwargs_checked"):
             errors = algo_kwargs_errors(self.algo, self.algo_kwargs) + policy_errors(self)
             if errors:
-                raise ValueError("; ".join(_describe(error).strip() for error in errors))
+                raise ValueError("; ".join(describe_error(error).strip() for error in errors))
         return self
 
     @property
@@ -369,7 +369,7 @@ def parse_config(config: Mapping[str, Any] | str | PathLike[str] | Config, sourc
     else:
         errors += policy_errors(parsed)
     if errors:
-        lines = [_describe(error) for error in errors[:MAX_ERRORS_LISTED]]
+        lines = [describe_error(error) for error in errors[:MAX_ERRORS_LISTED]]
         if len(errors) > MAX_ERRORS_LISTED:
             lines.append(f"  ... and {len(errors) - MAX_ERRORS_LISTED} more")
         raise ConfigError(f"invalid {source}:\n" + "\n".join(lines))
@@ -386,14 +386,19 @@ def key_path(loc: Sequence[int | str]) -> str:
     return path
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any, schema: type[BaseModel] | None = None) -> str:
+    """One line of an error message: the key path, what is wrong, and what was given (or the valid keys).
+
+    :param error: one of a pydantic ``ValidationError``'s ``errors()``
+    :param schema: the model that was validated, whose keys an unknown key is matched against (default :class:`Config`)
+    """
     # pydantic adds the union member or literal it tried to the location; keep the key path
     loc = tuple(
         part for part in error["loc"]
         if not (isinstance(part, str) and ("[" in part or part.startswith("function")))
     )
     if error["type"] == "extra_forbidden":
-        known = _known_keys(loc[:-1])
+        known = _known_keys(loc[:-1], schema or Config)
         close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.6)
         if close:
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?"
@@ -405,14 +410,18 @@ def _describe(error: Any) -> str:
     if error["type"] in ("reserved", "unknown"):  # algo_kwargs' own errors say what to do instead
         return f"  {key_path(loc)}: {error['msg']}"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:  # a check across keys (a model validator): the whole input would say nothing more
+        return f"  {message}"
     return f"  {key_path(loc)}: {message} (got {shorten(error.get('input'))})"
 
 
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys a config section accepts, walking the schema along ``loc``."""
-    model: Any = Config
+def _known_keys(loc: tuple[int | str, ...], schema: type[BaseModel]) -> list[str]:
+    """The keys a section of ``schema`` accepts, walking it along ``loc``."""
+    model: Any = schema
+    mapping_key = False  # the next part is a key of a ``dict[str, Model]`` field (e.g. a sweep's search.params)
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or mapping_key:
+            mapping_key = False
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
@@ -420,6 +429,7 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
         model = next((t for t in _types(field.annotation) if isinstance(t, type) and issubclass(t, BaseModel)), None)
         if model is None:
             return []
+        mapping_key = any(typing.get_origin(t) is dict for t in (field.annotation, *typing.get_args(field.annotation)))
     return sorted(getattr(model, "model_fields", {}))
 
 

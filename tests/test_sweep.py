@@ -288,3 +288,10 @@ def test_storage_is_for_searches_only(tmp_path: Path) -> None:
     sweep_file = write_sweep(tmp_path)
     result = CliRunner().invoke(main, ["sweep", str(sweep_file), "--storage", "sqlite:///x.db"])
     assert result.exit_code == 2 and "--storage is for sweep files with `search`" in result.output
+
+
+def test_an_unknown_key_of_a_searched_param_names_the_valid_ones(tmp_path: Path) -> None:
+    sweep_file = write_sweep(tmp_path, search={"n_trials": 2, "params": {"algo_kwargs.tau": {"low": 0.1, "hig": 0.2}}})
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file), "--sweep-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "search.params.algo_kwargs.tau.hig: unknown key; did you mean 'high'?" in result.output, result.output

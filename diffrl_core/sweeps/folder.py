@@ -224,10 +224,12 @@ class SweepFolder:
 
 
 def final_return(run: runs.RunDir) -> float | None:
-    """The final evaluation's mean return of a finished run (``results.json``), or None without evaluation."""
+    """A run's score as ``diffrl compare`` takes it (:func:`diffrl_core.comparison.final_score`), or None when it has
+    no evaluation (or its files are damaged: the index says so through the run's status)."""
+    from diffrl_core.comparison import final_score  # numpy: not needed to open a sweep folder
+
     try:
-        results = json.loads(run.results_file.read_text())
-    except (OSError, ValueError):
+        score = final_score(run)
+    except DiffRLError:
         return None
-    value = results.get("mean_return") if isinstance(results, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None if score is None else score.value

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from diffrl_core import runs
 from diffrl_core.sweeps.folder import FAILED, FINAL, RUNNING, SweepFolder
-from diffrl_core.sweeps.trial import Outcome, run_training, stop_process
+from diffrl_core.sweeps.trial import Outcome, RunningProcesses, run_training
 
 #: how often the pool refreshes the progress table while it waits (seconds)
 REFRESH_SECONDS = 1.0
@@ -59,24 +58,12 @@ class LocalPool:
     def __init__(self, folder: SweepFolder, workers: int) -> None:
         self.folder = folder
         self.workers = workers
-        self._processes: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-
-    def _started(self, process: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._processes.add(process)
-            if self._stopping.is_set():  # started just as the sweep was stopped
-                stop_process(process)
+        self.processes = RunningProcesses()
 
     def _run(self, name: str, watch: Callable[[], bool] | None) -> Outcome | None:
-        if self._stopping.is_set():
+        if self.processes.stopping.is_set():
             return None
-        try:
-            return run_trial(self.folder, name, watch, self._started)
-        finally:
-            with self._lock:
-                self._processes = {p for p in self._processes if p.poll() is None}
+        return run_trial(self.folder, name, watch, self.processes.started)
 
     def run(self, names: Sequence[str], refresh: Callable[[], None] = lambda: None,
             watch: Callable[[str], Callable[[], bool] | None] = lambda name: None) -> list[Outcome | None]:
@@ -102,7 +89,4 @@ class LocalPool:
 
     def stop(self) -> None:
         """Start no more trials, and send every running one SIGTERM (once): it checkpoints and exits."""
-        with self._lock:
-            self._stopping.set()
-            for process in self._processes:
-                stop_process(process)
+        self.processes.stop()

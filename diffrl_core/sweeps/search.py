@@ -49,7 +49,6 @@ import random
 import re
 import socket
 import statistics
-import subprocess
 import threading
 import time
 import warnings
@@ -66,7 +65,7 @@ from diffrl_core.errors import ConfigError, DiffRLError
 from diffrl_core.sweeps.folder import DONE, FAILED, SweepFolder
 from diffrl_core.sweeps.local import run_trial
 from diffrl_core.sweeps.spec import SearchParam, Sweep, Trial, describe_point
-from diffrl_core.sweeps.trial import PRUNED, stop_process
+from diffrl_core.sweeps.trial import PRUNED, RunningProcesses
 
 if TYPE_CHECKING:
     import optuna
@@ -461,12 +460,12 @@ class Search:
         self.n_trials = sweep.spec.search.n_trials
         self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "sweep_dir": str(folder.path.resolve())}
         self.finished: dict[int, str] = {}  # trials this invocation ran: number -> complete | pruned | failed | ...
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()  # the open trials, the processes
+        self._running = RunningProcesses()
+        self._stopping = self._running.stopping
+        self._lock = threading.Lock()  # the open trials
         self._ask_lock = threading.Lock()  # one ask (count, ask, sample) at a time: the count stays exact here
         self._output_lock = threading.Lock()  # progress lines and search.json
         self._open: dict[int, optuna.Trial] = {}  # trials of this process not told yet
-        self._processes: set[subprocess.Popen[bytes]] = set()
 
     # running
 
@@ -519,16 +518,7 @@ class Search:
 
     def stop(self) -> None:
         """Ask no more trials, and send every running run SIGTERM (once): it checkpoints and exits."""
-        with self._lock:
-            self._stopping.set()
-            for process in self._processes:
-                stop_process(process)
-
-    def _started(self, process: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._processes = {p for p in self._processes if p.poll() is None} | {process}
-            if self._stopping.is_set():  # started just as the search was stopped
-                stop_process(process)
+        self._running.stop()
 
     def _work(self) -> None:
         """A worker: ask a trial, run it, until the study is full or the search stops."""
@@ -617,7 +607,7 @@ class Search:
             self.folder.record(run.name, optuna_trial=number)
             run_dir = self.folder.run_dir(run.name)
             watch = reporter.watcher(run_dir, index, totals[index])
-            outcome = run_trial(self.folder, run.name, watch=watch, started=self._started)
+            outcome = run_trial(self.folder, run.name, watch=watch, started=self._running.started)
             with contextlib.suppress(Exception):
                 reporter.poll(run_dir, index)  # evaluations written just before the process ended
             if outcome.status == PRUNED:

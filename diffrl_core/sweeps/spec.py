@@ -23,7 +23,6 @@ before the first one starts, so a typo in the grid exits 2 without training anyt
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -36,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from diffrl_core.config import MAX_SEED, apply_overrides, key_path, parse_config
+from diffrl_core.config import MAX_ERRORS_LISTED, MAX_SEED, apply_overrides, describe_error, parse_config
 from diffrl_core.errors import ConfigError
 from diffrl_core.strict_yaml import read_yaml, shorten
 
@@ -212,7 +211,7 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()[:20]]
+        lines = [describe_error(error, SweepSpec) for error in exc.errors()[:MAX_ERRORS_LISTED]]
         raise ConfigError(f"invalid sweep file {path}:\n" + "\n".join(lines)) from None
     bases: dict[str, dict[str, Any]] = {}
     for name in spec.config_files:
@@ -257,25 +256,6 @@ def run_name(stem: str, point: Mapping[str, Any], seed: int) -> str:
         name = f"{name[:MAX_NAME - 11 - len(str(seed)) - 5]}-{digest}-seed{seed}"
     return name
 
-
-def _describe(error: Any) -> str:
-    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and ("[" in part or "function" in part)))
-    if error["type"] == "extra_forbidden":
-        model: Any = SweepSpec
-        for part in loc[:-1]:
-            fields = getattr(model, "model_fields", {})
-            if part in fields:
-                annotation = fields[part].annotation
-                model = SearchSpec if annotation == SearchSpec | None else SearchParam
-        known = sorted(getattr(model, "model_fields", {}))
-        close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; valid: {', '.join(known)}"
-        return f"  {key_path(loc)}: unknown key{hint}"
-    if error["type"] == "missing":
-        return f"  {key_path(loc)}: required key is missing"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"  {key_path(loc) or 'the sweep'}: {message}" + (f" (got {shorten(error.get('input'))})"
-                                                            if loc else "")
 
 
 

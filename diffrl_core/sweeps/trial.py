@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,29 @@ def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signum)
+
+
+class RunningProcesses:
+    """The ``diffrl train`` processes of a pool: once it stops, each running one, and any started after, gets one
+    SIGTERM (it saves a checkpoint and exits). Pools pass :meth:`started` to :func:`run_training`."""
+
+    def __init__(self) -> None:
+        self._processes: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def started(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes = {p for p in self._processes if p.poll() is None} | {process}
+            if self.stopping.is_set():  # started just as the pool was stopped
+                stop_process(process)
+
+    def stop(self) -> None:
+        """Start no more runs, and send each running one SIGTERM, once."""
+        with self._lock:
+            self.stopping.set()
+            for process in self._processes:
+                stop_process(process)
 
 
 def run_training(config_file: Path, run_dir: Path, log_file: Path, resume: bool,
