@@ -37,6 +37,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -134,6 +135,10 @@ class ActorHead(nn.Module, ABC):
     #: is the list of choice counts ``nvec``, the raw action one index per dimension) or ``"multi_binary"``
     #: (MultiBinary(n): ``action_dim`` is ``n``, the raw action ``n`` zeros and ones); see :func:`head_action_dim`
     action_space_kind: ClassVar[str] = "box"
+    #: ``sample()``'s log-prob is the exact log-density of its actions. False: an estimate (e.g. a diffusion
+    #: chain's bound on it), which SAC and the loss terms use as given; the conformance checks then report the
+    #: density property (a) unchecked instead of testing it
+    exact_log_prob: ClassVar[bool] = True
 
     def __init__(self, latent_dim: int, action_dim: int) -> None:
         super().__init__()
@@ -161,6 +166,20 @@ class ActorHead(nn.Module, ABC):
         """Raw actions for acting and their log-prob (on-policy rollouts); a head may compute both at once."""
         actions = self(latent, deterministic=deterministic)
         return actions, self.evaluate_actions(latent, actions).log_prob
+
+    def after_update(self, ctx: Any) -> Mapping[str, float] | None:
+        """Called after each actor update (the actor optimizer's step), for a head that adapts itself.
+
+        Only heads that override it are called, so the others cost nothing. A head may adjust what
+        gradient descent does not train (DACER's noise scale from an entropy estimate, a schedule
+        following :attr:`ActorLossContext.progress`); it runs under ``torch.no_grad()`` unless it enables
+        gradients itself (for an optimizer of its own).
+
+        :param ctx: the update's :class:`ActorLossContext` (SAC, TD3: its batch, its sample, :meth:`~ActorLossContext.samples`,
+            the training progress) or :class:`OnPolicyLossContext` (PPO, A2C: once per minibatch)
+        :return: values to log, as ``train/head/<key>`` (their mean over the updates of a ``train()`` call), or None
+        """
+        return None
 
     def reset_noise(self, batch_size: int = 1) -> None:
         """gSDE: sample new exploration weights for ``batch_size`` envs (heads that ``supports_sde``)."""
@@ -247,6 +266,24 @@ class PostProcessor(nn.Module, ABC):
         return None
 
 
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training stands at an update, for loss terms and heads that follow a schedule.
+
+    :param num_timesteps: env steps collected so far (stable-baselines3's ``num_timesteps``)
+    :param total_timesteps: env steps the current ``learn()`` call trains to (``_total_timesteps``)
+    :param n_updates: gradient steps done before this one (stable-baselines3's ``n_updates`` counts them;
+        PPO and A2C count one per epoch or ``train()`` call)
+    :param fraction: the fraction of training done, ``1 - progress_remaining`` as stable-baselines3's
+        learning-rate and clip-range schedules see it (0 at the start of ``learn()``, 1 at its end)
+    """
+
+    num_timesteps: int
+    total_timesteps: int
+    n_updates: int
+    fraction: float
+
+
 @dataclass
 class ActionSample:
     """A head sample carried through the post-processor: what the actor loss works with.
@@ -262,6 +299,8 @@ class ActionSample:
     head: HeadSample
     actions: th.Tensor
     log_prob: th.Tensor | None
+    #: the latent features the head sampled from (:meth:`ComposedActor.sample <diffrl_core.sb3.policies.ComposedActor.sample>`)
+    latent: th.Tensor | None = None
 
 
 def postprocess_sample(
@@ -291,6 +330,13 @@ def postprocess_sample(
     return ActionSample(sample, actions, log_prob)
 
 
+def repeat_observations(observations: Any, n: int) -> Any:
+    """``n`` copies of a batch of observations stacked along the batch dimension (a dict's entries each)."""
+    if isinstance(observations, Mapping):
+        return {key: repeat_observations(value, n) for key, value in observations.items()}
+    return observations.repeat(n, *([1] * (observations.ndim - 1)))
+
+
 @dataclass
 class ActorLossContext:
     """Everything an actor loss term may use, for one gradient step.
@@ -310,6 +356,13 @@ class ActorLossContext:
     :param algo: ``"sac"`` or ``"td3"``
     :param action_log_prob: the log-density of :attr:`actions`, shape ``(batch,)`` (see
         :class:`ActionSample`); read it as :attr:`log_prob`
+    :param progress: where training stands (:class:`TrainingProgress`); None outside training
+    :param head: the actor's head module, for terms that work with its networks (a denoising loss)
+    :param latent: the latent features at ``batch.observations`` the head sampled from, ``(batch, latent_dim)``
+    :param draw: ``n -> ActionSample`` of ``n`` more samples per row of ``latent``, stacked along the batch
+        dimension (``n * batch`` rows, sample-major); what :meth:`samples` calls
+    :param q_at: the Q estimate of :attr:`q_fn` at given observations: ``(observations, actions) -> (batch, 1)``;
+        what :meth:`q_values` calls
     """
 
     batch: ReplayBufferSamples
@@ -320,7 +373,13 @@ class ActorLossContext:
     alpha: th.Tensor | None
     algo: str
     action_log_prob: th.Tensor | None = None
+    progress: TrainingProgress | None = None
+    head: ActorHead | None = None
+    latent: th.Tensor | None = None
+    draw: Callable[[int], ActionSample] | None = None
+    q_at: Callable[[Any, th.Tensor], th.Tensor] | None = None
     _q_pi: th.Tensor | None = field(default=None, init=False, repr=False)
+    _samples: dict[int, ActionSample] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def observations(self) -> th.Tensor:
@@ -340,9 +399,52 @@ class ActorLossContext:
         postprocess: Callable[[th.Tensor], th.Tensor],
         alpha: th.Tensor | None,
         algo: str,
+        progress: TrainingProgress | None = None,
+        head: ActorHead | None = None,
+        draw: Callable[[th.Tensor, int], ActionSample] | None = None,
+        q_at: Callable[[Any, th.Tensor], th.Tensor] | None = None,
     ) -> ActorLossContext:
-        """The context of an :class:`ActionSample` (what ``ComposedActor.sample`` returns)."""
-        return cls(batch, sample.head, sample.actions, q_fn, postprocess, alpha, algo, sample.log_prob)
+        """The context of an :class:`ActionSample` (what ``ComposedActor.sample`` returns).
+
+        :param draw: ``(latent, n) -> ActionSample`` (``ComposedActor.sample_latent``), bound here to the sample's latent
+        """
+        latent = sample.latent
+        bound = None if draw is None or latent is None else partial(draw, latent)
+        return cls(batch, sample.head, sample.actions, q_fn, postprocess, alpha, algo, sample.log_prob,
+                   progress=progress, head=head, latent=latent, draw=bound, q_at=q_at)
+
+    def samples(self, n: int) -> ActionSample:
+        """``n`` more reparameterized samples at every state of the batch, drawn once per context and ``n``.
+
+        For terms that need several actions per state (an expectation over the policy, an entropy
+        estimate). Nothing is drawn unless a term asks, and terms asking for the same ``n`` share one draw.
+
+        :param n: samples per state
+        :return: normalized actions of shape ``(n, batch, action_dim)``, their log-prob ``(n, batch)`` (None
+            where :attr:`log_prob` is unknown) and the head's samples (``head``: raw, stacked ``(n * batch, ...)``)
+        """
+        if n not in self._samples:
+            if self.draw is None:
+                raise RuntimeError("this context cannot draw more samples: it was built without draw (a context of "
+                                   "diffrl's own training loops can)")
+            drawn = self.draw(n)
+            batch = self.actions.shape[0]
+            log_prob = None if drawn.log_prob is None else drawn.log_prob.reshape(n, batch)
+            self._samples[n] = ActionSample(drawn.head, drawn.actions.reshape(n, batch, *self.actions.shape[1:]),
+                                            log_prob, drawn.latent)
+        return self._samples[n]
+
+    def q_values(self, actions: th.Tensor) -> th.Tensor:
+        """The actor's Q estimate (:attr:`q_fn`'s) at ``n`` normalized actions per state, e.g. :meth:`samples`' actions.
+
+        :param actions: shape ``(n, batch, action_dim)``
+        :return: shape ``(n, batch, 1)``
+        """
+        if self.q_at is None:
+            raise RuntimeError("this context has no q_at: it was built without one (diffrl's training loops give it)")
+        n, batch = actions.shape[:2]
+        observations = repeat_observations(self.batch.observations, n)
+        return self.q_at(observations, actions.reshape(n * batch, *actions.shape[2:])).reshape(n, batch, -1)
 
     @property
     def log_prob(self) -> th.Tensor:
@@ -403,6 +505,8 @@ class OnPolicyLossContext:
     values: th.Tensor
     clip_range: float | None
     algo: str
+    #: where training stands (:class:`TrainingProgress`); None outside training
+    progress: TrainingProgress | None = None
 
     @property
     def observations(self) -> th.Tensor:

@@ -270,9 +270,11 @@ def compare_log_prob_gradient(head: ActorHead, latent: th.Tensor, seed: int, bat
         with seeded(batch_seed), th.enable_grad():
             sample = head64.sample(lat)
         assert sample.log_prob is not None
+        # autograd first: the finite differences move the parameters in place, which a graph that saved them
+        # for its backward pass (a chain of layers, each fed by the previous one's output) refuses
+        autograd_actions, autograd_log_prob = directional((sample.actions * weights).sum()), directional(sample.log_prob.sum())
         (a_plus, lp_plus), (a_minus, lp_minus) = sample_at(step, batch_seed), sample_at(-step, batch_seed)
-        values = (directional((sample.actions * weights).sum()), (a_plus - a_minus) / (2 * step),
-                  directional(sample.log_prob.sum()), (lp_plus - lp_minus) / (2 * step))
+        values = (autograd_actions, (a_plus - a_minus) / (2 * step), autograd_log_prob, (lp_plus - lp_minus) / (2 * step))
         for column, value in zip(out, values, strict=True):
             column.append(value)
     return GradientComparison(*out)
@@ -280,6 +282,15 @@ def compare_log_prob_gradient(head: ActorHead, latent: th.Tensor, seed: int, bat
 
 class UncheckedWarning(UserWarning):
     """A conformance property that could not be checked for a component (the message says why)."""
+
+
+def warn_unchecked(name: str, key: str, why: str) -> str:
+    """Emit an :class:`UncheckedWarning` that property ``key`` of component ``name`` is not checked; its text."""
+    import warnings
+
+    text = f"{name}: {PROPERTIES[key]} is not checked: {why}"
+    warnings.warn(UncheckedWarning(text), stacklevel=3)
+    return text
 
 
 def check_log_prob_gradient(head: ActorHead, latent: th.Tensor, name: str, seed: int = 0) -> bool:
@@ -635,6 +646,7 @@ __all__ = [
     "UncheckedWarning",
     "check_deterministic",
     "check_density",
+    "warn_unchecked",
     "check_evaluate_actions",
     "check_log_prob_gradient",
     "check_loss_gradient",

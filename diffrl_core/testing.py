@@ -725,7 +725,11 @@ def _check_components(model: BaseAlgorithm, config: Any, obs: Any, label: str) -
         if off_policy:
             conformance.check_same_distribution(head, latent, name)
             if head.has_log_prob:
-                conformance.check_density(head, latent, name)
+                if head.exact_log_prob:
+                    conformance.check_density(head, latent, name)
+                else:
+                    unchecked.append(conformance.warn_unchecked(
+                        name, "density", "the head declares its log-prob an estimate (exact_log_prob = False)"))
                 if not conformance.check_log_prob_gradient(head, latent, name):
                     unchecked.append(f"{name}: {PROPERTIES['log_prob_gradient']} (implicit reparameterization)")
     elif not head.stochastic:
@@ -830,11 +834,7 @@ def _check_loss_terms(model: BaseAlgorithm, config: Any, label: str) -> None:
             actor.reset_noise()
         with _seeded_rng():
             replay = algo.replay_buffer.sample(32, env=algo._vec_normalize_env)
-            observations = replay.observations
-            sample = actor.sample(observations)
-        alpha = algo.entropy_coefficient() if algo.composition.algo == "sac" else None
-        ctx = ActorLossContext.from_sample(replay, sample, algo.actor_q_fn(observations), actor.postprocessor, alpha,
-                                           algo.composition.algo)
+            ctx = algo.loss_context(replay)  # what train() builds: the sample, the head, the progress
         parameters = [p for p in actor.parameters() if p.requires_grad]
     for name, _, term in algo._loss_terms:
         with th.enable_grad():

@@ -9,10 +9,23 @@ from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, Loss
 
 
 class QValueLoss(LossTerm):
-    """``-Q(s, pi(s))``: TD3's actor loss (SAC's too, without the entropy term)."""
+    """``-Q(s, pi(s))``: TD3's actor loss (SAC's too, without the entropy term).
+
+    :param normalize: divide by the batch's mean ``|Q|`` (held constant), as Diffusion-QL does, so that the
+        term's scale does not follow the reward's and its weight sets the balance with a behaviour-cloning
+        or denoising term (``diffusion_bc``) in any env; the gradient's direction is unchanged
+    """
+
+    def __init__(self, normalize: bool = False) -> None:
+        if not isinstance(normalize, bool):
+            raise ValueError(f"normalize must be true or false, got {normalize!r}")
+        self.normalize = normalize
 
     def __call__(self, ctx: ActorLossContext) -> LossOutput:
-        return -ctx.q_pi.mean()
+        if not self.normalize:
+            return -ctx.q_pi.mean()
+        scale = ctx.q_pi.abs().mean().detach().clamp_min(1e-8)  # 1e-8: a critic that is exactly 0 at the start
+        return -ctx.q_pi.mean() / scale, {"q_scale": scale.item()}
 
 
 class BehaviourCloningLoss(LossTerm):

@@ -33,7 +33,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.her import HerReplayBuffer
 from torch.nn import functional as F
 
-from diffrl_core.components import ActorLossContext
+from diffrl_core.components import ActionSample, ActorLossContext
 from diffrl_core.errors import DivergenceError
 from diffrl_core.resolve import composition_for_sb3
 from diffrl_core.sb3.base import ComposedModelMixin
@@ -189,11 +189,25 @@ class _ComposedAlgorithmMixin(ComposedModelMixin):
 
     def loss_context(self, batch: ReplayBufferSamples) -> ActorLossContext:
         """A fresh actor loss context on ``batch`` (what ``train()`` builds), for the diagnosis."""
-        observations = batch.observations
+        return self._loss_context(batch, self.actor.sample(batch.observations), self._alpha(),
+                                  self._n_updates)  # type: ignore[attr-defined]
+
+    def _loss_context(self, batch: ReplayBufferSamples, sample: ActionSample, alpha: th.Tensor | None,
+                      n_updates: int) -> ActorLossContext:
+        """The actor loss context of one gradient step: the batch, the actor's sample, the critic, the progress."""
         return ActorLossContext.from_sample(
-            batch, self.actor.sample(observations), q_fn=self.actor_q_fn(observations),  # type: ignore[attr-defined]
-            postprocess=self.actor.postprocessor, alpha=self._alpha(), algo=self._algo_name,
+            batch, sample, q_fn=self.actor_q_fn(batch.observations), postprocess=self.actor.postprocessor,
+            alpha=alpha, algo=self._algo_name, progress=self.training_progress(n_updates), head=self.actor.head,
+            draw=self.actor.sample_latent, q_at=self.actor_q_at,
         )
+
+    def actor_q_fn(self, observations: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
+        """The Q estimate the actor is trained on at ``observations`` (``ActorLossContext.q_fn``)."""
+        return partial(self.actor_q_at, observations)
+
+    def actor_q_at(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The Q estimate the actor is trained on, shape ``(batch, 1)`` (``ActorLossContext.q_at``)."""
+        raise NotImplementedError
 
     def _alpha(self) -> th.Tensor | None:
         return None
@@ -317,11 +331,7 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
             # SB3: q_values_pi = th.cat(self.critic(replay_data.observations, actions_pi), dim=1)
             # SB3: min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
             # SB3: actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
-            observations = replay_data.observations
-            ctx = ActorLossContext.from_sample(
-                replay_data, sample, q_fn=self.actor_q_fn(observations),
-                postprocess=self.actor.postprocessor, alpha=ent_coef, algo="sac",
-            )
+            ctx = self._loss_context(replay_data, sample, ent_coef, self._n_updates + gradient_step)
             with self.critic_frozen():  # no gradients of the critics' weights, which the next critic step discards
                 actor_loss = self._actor_loss(ctx, logs)
             # <<< diffrl
@@ -331,6 +341,9 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
+            # >>> diffrl: a head that adapts itself does so after the actor's step
+            self._update_head(self.actor.head, ctx, logs)
+            # <<< diffrl
 
             # Update target networks
             if gradient_step % self.target_update_interval == 0:
@@ -360,13 +373,9 @@ class ComposedSAC(_ComposedAlgorithmMixin, SAC):
         self.critic_target_update = PolyakUpdate(self.critic.parameters(), self.critic_target.parameters())
         self.batch_norm_stats_update = PolyakUpdate(self.batch_norm_stats, self.batch_norm_stats_target)
 
-    def _min_q(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    def actor_q_at(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """SAC's Q estimate for the actor: the minimum over the critics, shape ``(batch, 1)``."""
         return th.min(th.cat(self.critic(observations, actions), dim=1), dim=1, keepdim=True)[0]
-
-    def actor_q_fn(self, observations: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
-        """The Q estimate the actor is trained on at ``observations`` (``ActorLossContext.q_fn``)."""
-        return partial(self._min_q, observations)
 
     def entropy_coefficient(self) -> th.Tensor:
         """SAC's current ``alpha`` (``ActorLossContext.alpha``), detached as ``train()`` uses it."""
@@ -445,11 +454,8 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
                 # Compute actor loss
                 # >>> diffrl: the weighted sum of the configured loss terms (q_value is SB3's line)
                 # SB3: actor_loss = -self.critic.q1_forward(replay_data.observations, self.actor(replay_data.observations)).mean()
-                observations = replay_data.observations
-                ctx = ActorLossContext.from_sample(
-                    replay_data, self.actor.sample(observations), q_fn=self.actor_q_fn(observations),
-                    postprocess=self.actor.postprocessor, alpha=None, algo="td3",
-                )
+                ctx = self._loss_context(replay_data, self.actor.sample(replay_data.observations), None,
+                                         self._n_updates - 1)
                 with self.critic_frozen():  # no gradients of the critic's weights, which the next critic step discards
                     actor_loss = self._actor_loss(ctx, logs)
                 # <<< diffrl
@@ -459,6 +465,9 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
                 self.actor.optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor.optimizer.step()
+                # >>> diffrl: a head that adapts itself does so after the actor's step
+                self._update_head(self.actor.head, ctx, logs)
+                # <<< diffrl
 
                 # >>> diffrl: the same numbers in fused ops (diffrl_core.sb3.fast)
                 # SB3: polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
@@ -488,9 +497,9 @@ class ComposedTD3(_ComposedAlgorithmMixin, TD3):
             [*self.critic_batch_norm_stats_target, *self.actor_batch_norm_stats_target],
         )
 
-    def actor_q_fn(self, observations: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
-        """The Q estimate the actor is trained on at ``observations``: TD3's first critic."""
-        return partial(self.critic.q1_forward, observations)
+    def actor_q_at(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The Q estimate the actor is trained on: TD3's first critic, shape ``(batch, 1)``."""
+        return self.critic.q1_forward(observations, actions)  # type: ignore[no-any-return]
 
 
 #: Replay buffers a config may name (``algo_kwargs.replay_buffer_class``), by stable-baselines3's class names

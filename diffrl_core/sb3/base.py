@@ -18,6 +18,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 
+from diffrl_core.components import ActorHead, TrainingProgress
 from diffrl_core.errors import DiffRLError, IncompatibleComponentsError
 from diffrl_core.sb3.policies import _ComposedPolicyMixin, alias_of
 
@@ -145,6 +146,22 @@ class ComposedModelMixin:
             total = weighted if total is None else total + weighted
         assert total is not None, "composition checks that there is at least one loss term"
         return total
+
+    def training_progress(self, n_updates: int) -> TrainingProgress:
+        """Where training stands, for the loss context (:class:`~diffrl_core.components.TrainingProgress`)."""
+        return TrainingProgress(
+            self.num_timesteps, int(getattr(self, "_total_timesteps", 0)), n_updates,
+            1.0 - float(getattr(self, "_current_progress_remaining", 1.0)),
+        )
+
+    def _update_head(self, head: ActorHead, ctx: Any, logs: dict[str, list[float]]) -> None:
+        """The head's :meth:`~diffrl_core.components.ActorHead.after_update`, where it overrides it; its values logged."""
+        if type(head).after_update is ActorHead.after_update:
+            return
+        with th.no_grad():
+            values = head.after_update(ctx)
+        for key, value in (values or {}).items():
+            logs[f"train/head/{key}"].append(float(value))
 
     def _record(self, logs: Mapping[str, list[float]]) -> None:
         for key, values in logs.items():

@@ -306,7 +306,8 @@ class ComposedPPO(_ComposedOnPolicyAlgorithm, PPO):
                 # SB3: policy_loss_1 = advantages * ratio
                 # SB3: policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
                 # SB3: policy_loss = -th.min(policy_loss_1, policy_loss_2).mean()
-                ctx = OnPolicyLossContext(rollout_data, evaluation, advantages, values, clip_range, "ppo")
+                ctx = OnPolicyLossContext(rollout_data, evaluation, advantages, values, clip_range, "ppo",
+                                          self.training_progress(self._n_updates))
                 policy_loss = self._actor_loss(ctx, logs)
                 # <<< diffrl
 
@@ -364,6 +365,9 @@ class ComposedPPO(_ComposedOnPolicyAlgorithm, PPO):
                 # Clip grad norm
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
+                # >>> diffrl: a head that adapts itself does so after the policy's step
+                self._update_head(self.policy.head, ctx, logs)
+                # <<< diffrl
 
             self._n_updates += 1
             if not continue_training:
@@ -438,7 +442,8 @@ class ComposedA2C(_ComposedOnPolicyAlgorithm, A2C):
             # Policy gradient loss
             # >>> diffrl: the weighted sum of the configured loss terms (policy_gradient is SB3's line)
             # SB3: policy_loss = -(advantages * log_prob).mean()
-            ctx = OnPolicyLossContext(rollout_data, evaluation, advantages, values, None, "a2c")
+            ctx = OnPolicyLossContext(rollout_data, evaluation, advantages, values, None, "a2c",
+                                      self.training_progress(self._n_updates))
             policy_loss = self._actor_loss(ctx, logs)
             # <<< diffrl
 
@@ -465,6 +470,9 @@ class ComposedA2C(_ComposedOnPolicyAlgorithm, A2C):
             # Clip grad norm
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
+            # >>> diffrl: a head that adapts itself does so after the policy's step
+            self._update_head(self.policy.head, ctx, logs)
+            # <<< diffrl
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 

@@ -179,7 +179,21 @@ class ComposedActor(BasePolicy):
 
     def sample(self, obs: PyTorchObs) -> ActionSample:
         """A reparameterized head sample, its normalized actions and their log-prob, for the losses."""
-        return self.sample_from(self.head.sample(self.latent(obs)))
+        latent = self.latent(obs)
+        sample = self.sample_from(self.head.sample(latent))
+        sample.latent = latent
+        return sample
+
+    def sample_latent(self, latent: th.Tensor, n: int = 1) -> ActionSample:
+        """``n`` reparameterized samples per row of ``latent``, stacked sample-major (``n * batch`` rows).
+
+        :param latent: latent features, e.g. :attr:`ActionSample.latent` (the MLP is not run again)
+        :param n: samples per row
+        """
+        repeated = latent if n == 1 else latent.repeat(n, 1)
+        sample = self.sample_from(self.head.sample(repeated))
+        sample.latent = repeated
+        return sample
 
     def sample_from(self, head_sample: HeadSample) -> ActionSample:
         """A head sample carried through the post-processor, with the log-prob the losses see."""
