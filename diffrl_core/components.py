@@ -175,7 +175,8 @@ class ActorHead(nn.Module, ABC):
         following :attr:`ActorLossContext.progress`); it runs under ``torch.no_grad()`` unless it enables
         gradients itself (for an optimizer of its own).
 
-        :param ctx: the update's :class:`ActorLossContext` (SAC, TD3: its batch, its sample, :meth:`~ActorLossContext.samples`,
+        :param ctx: the update's :class:`ActorLossContext` (SAC, TD3: its batch, its sample,
+            :meth:`~ActorLossContext.samples`,
             the training progress) or :class:`OnPolicyLossContext` (PPO, A2C: once per minibatch)
         :return: values to log, as ``train/head/<key>`` (their mean over the updates of a ``train()`` call), or None
         """
@@ -299,7 +300,8 @@ class ActionSample:
     head: HeadSample
     actions: th.Tensor
     log_prob: th.Tensor | None
-    #: the latent features the head sampled from (:meth:`ComposedActor.sample <diffrl_core.sb3.policies.ComposedActor.sample>`)
+    #: the latent features the head sampled from
+    #: (:meth:`ComposedActor.sample <diffrl_core.sb3.policies.ComposedActor.sample>`)
     latent: th.Tensor | None = None
 
 
@@ -406,7 +408,8 @@ class ActorLossContext:
     ) -> ActorLossContext:
         """The context of an :class:`ActionSample` (what ``ComposedActor.sample`` returns).
 
-        :param draw: ``(latent, n) -> ActionSample`` (``ComposedActor.sample_latent``), bound here to the sample's latent
+        :param draw: ``(latent, n) -> ActionSample`` (``ComposedActor.sample_latent``), bound here to the
+            sample's latent
         """
         latent = sample.latent
         bound = None if draw is None or latent is None else partial(draw, latent)

@@ -272,9 +272,11 @@ def compare_log_prob_gradient(head: ActorHead, latent: th.Tensor, seed: int, bat
         assert sample.log_prob is not None
         # autograd first: the finite differences move the parameters in place, which a graph that saved them
         # for its backward pass (a chain of layers, each fed by the previous one's output) refuses
-        autograd_actions, autograd_log_prob = directional((sample.actions * weights).sum()), directional(sample.log_prob.sum())
+        autograd_actions = directional((sample.actions * weights).sum())
+        autograd_log_prob = directional(sample.log_prob.sum())
         (a_plus, lp_plus), (a_minus, lp_minus) = sample_at(step, batch_seed), sample_at(-step, batch_seed)
-        values = (autograd_actions, (a_plus - a_minus) / (2 * step), autograd_log_prob, (lp_plus - lp_minus) / (2 * step))
+        values = (autograd_actions, (a_plus - a_minus) / (2 * step),
+                  autograd_log_prob, (lp_plus - lp_minus) / (2 * step))
         for column, value in zip(out, values, strict=True):
             column.append(value)
     return GradientComparison(*out)

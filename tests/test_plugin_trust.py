@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 #: The plugins of this repository, installed (editable) in the test environment.
-OURS = {"diffrl_core", "beta", "envs", "gaussian", "noise"}
+OURS = {"diffrl_core", "beta", "diffusion", "envs", "gaussian", "noise"}
 
 ENV = {key: value for key, value in os.environ.items() if not key.startswith("DIFFRL_")}
 ENV.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

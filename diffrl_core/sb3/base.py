@@ -154,8 +154,8 @@ class ComposedModelMixin:
             1.0 - float(getattr(self, "_current_progress_remaining", 1.0)),
         )
 
-    def _update_head(self, head: ActorHead, ctx: Any, logs: dict[str, list[float]]) -> None:
-        """The head's :meth:`~diffrl_core.components.ActorHead.after_update`, where it overrides it; its values logged."""
+    def _update_head(self, head: ActorHead | Any, ctx: Any, logs: dict[str, list[float]]) -> None:
+        """The head's :meth:`~diffrl_core.components.ActorHead.after_update` where it overrides it; logs its values."""
         if type(head).after_update is ActorHead.after_update:
             return
         with th.no_grad():

@@ -102,8 +102,8 @@ class DiffusionHead(ActorHead):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         hidden = list(hidden)
-        if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in hidden):
-            raise ValueError(f"hidden must be a list of positive integers, got {hidden!r}")
+        if not hidden or any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in hidden):
+            raise ValueError(f"hidden must be a non-empty list of positive integers, got {hidden!r}")
         if isinstance(time_dim, bool) or not isinstance(time_dim, int) or time_dim < 1:
             raise ValueError(f"time_dim must be a positive integer, got {time_dim!r}")
         if not 0 < beta_min <= beta_max:
@@ -126,9 +126,11 @@ class DiffusionHead(ActorHead):
         else:
             self.register_buffer("log_sigma", log_sigma)
         self.time_embedding = nn.Embedding(steps, time_dim)
-        layers: list[nn.Module] = []
-        size = action_dim + time_dim + latent_dim
-        for width in hidden:
+        # the first layer of eps(x_t, t, s) on [x_t, embedding(t), s]; the chain computes its share of s once
+        self.input_layer = nn.Linear(action_dim + time_dim + latent_dim, hidden[0])
+        layers: list[nn.Module] = [_ACTIVATIONS[activation]()]
+        size = hidden[0]
+        for width in hidden[1:]:
             layers += [nn.Linear(size, width), _ACTIVATIONS[activation]()]
             size = width
         output = nn.Linear(size, action_dim)
@@ -138,7 +140,13 @@ class DiffusionHead(ActorHead):
         layers.append(output)
         self.noise_net = nn.Sequential(*layers)
 
-    def epsilon(self, x: th.Tensor, step: int | th.Tensor, latent: th.Tensor) -> th.Tensor:
+    def conditioning(self, latent: th.Tensor) -> th.Tensor:
+        """The latent features' share of the noise network's first layer (with its bias), the same at every step."""
+        weight = self.input_layer.weight[:, self.action_dim + self.time_embedding.embedding_dim:]
+        return nn.functional.linear(latent, weight, self.input_layer.bias)
+
+    def epsilon(self, x: th.Tensor, step: int | th.Tensor, latent: th.Tensor | None = None,
+                conditioning: th.Tensor | None = None) -> th.Tensor:
         """The predicted noise ``eps(x_t, t, s) = sqrt(1 - alpha_bar_t) x_t + f(x_t, t, s)``, ``f`` the network.
 
         The first part is the exact noise prediction for actions distributed ``N(0, I)`` before squashing
@@ -150,16 +158,25 @@ class DiffusionHead(ActorHead):
         :param x: ``x_t``, shape ``(batch, action_dim)``
         :param step: ``t - 1`` (0-based): one int for the whole batch, or a tensor of shape ``(batch,)``
         :param latent: the latent features, shape ``(batch, latent_dim)``
+        :param conditioning: :meth:`conditioning` of ``latent``, computed once for a whole chain (instead of ``latent``)
         """
-        if isinstance(step, int):
-            embedding = self.time_embedding.weight[step].expand(x.shape[0], -1)
+        if conditioning is None:
+            assert latent is not None, "epsilon() needs the latent features or their conditioning"
+            conditioning = self.conditioning(latent)
+        weight = self.input_layer.weight.to(x.dtype)
+        x_weight = weight[:, : self.action_dim]
+        time_weight = weight[:, self.action_dim: self.action_dim + self.time_embedding.embedding_dim]
+        if isinstance(step, int):  # one embedding for the batch: its share is a vector
+            time_share = nn.functional.linear(self.time_embedding.weight[step].to(x.dtype), time_weight)
+            scale = self.sqrt_one_minus_alpha_bars[step]
         else:
-            embedding = self.time_embedding(step)
-        scale = self.sqrt_one_minus_alpha_bars[step]
-        scale = scale if isinstance(step, int) else scale[:, None]
-        return scale * x + self.noise_net(th.cat([x, embedding.to(x.dtype), latent], dim=-1))  # type: ignore[no-any-return]
+            time_share = nn.functional.linear(self.time_embedding(step).to(x.dtype), time_weight)
+            scale = self.sqrt_one_minus_alpha_bars[step][:, None]
+        hidden = nn.functional.linear(x, x_weight) + time_share + conditioning
+        return scale * x + self.noise_net(hidden)  # type: ignore[no-any-return]
 
-    def chain(self, latent: th.Tensor, stochastic: bool = True, log_prob: bool = True) -> tuple[th.Tensor, th.Tensor | None]:
+    def chain(self, latent: th.Tensor, stochastic: bool = True,
+              log_prob: bool = True) -> tuple[th.Tensor, th.Tensor | None]:
         """Run the reverse chain: the pre-squashing ``x_0`` and, if asked, the estimate ``l`` without tanh's term.
 
         :param latent: the latent features, shape ``(batch, latent_dim)``
@@ -170,8 +187,9 @@ class DiffusionHead(ActorHead):
         x = th.randn(shape, dtype=latent.dtype, device=latent.device) if stochastic else latent.new_zeros(shape)
         estimate = gaussian_log_prob(x, 0.0, 1.0) if stochastic and log_prob else None
         sigmas = self.log_sigma.to(latent.dtype).exp()
+        conditioning = self.conditioning(latent)
         for i in reversed(range(self.steps)):  # t = i + 1, from T down to 1
-            mean = (x - self.eps_coefficients[i] * self.epsilon(x, i, latent)) / self.sqrt_alphas[i]
+            mean = (x - self.eps_coefficients[i] * self.epsilon(x, i, conditioning=conditioning)) / self.sqrt_alphas[i]
             if not stochastic:
                 x = mean
                 continue

@@ -8,7 +8,7 @@ from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, Loss
 
 
 class DiffusionBCLoss(LossTerm):
-    """``E ||eps - eps(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t, s)||^2`` with ``tanh(x_0)`` the buffer's action.
+    """``E ||eps - eps(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t, s)||^2``, ``tanh(x_0)`` a buffer action.
 
     Diffusion-QL (Wang, Hunt and Zhou, ICLR 2023) trains its diffusion actor with this loss plus
     ``eta`` times a Q term: ``policy.losses: [{name: diffusion_bc}, {name: q_value, weight: eta, kwargs:
@@ -25,7 +25,8 @@ class DiffusionBCLoss(LossTerm):
     requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, max_abs_action: float = 0.999) -> None:
-        if isinstance(max_abs_action, bool) or not isinstance(max_abs_action, int | float) or not 0 < max_abs_action < 1:
+        number = isinstance(max_abs_action, int | float) and not isinstance(max_abs_action, bool)
+        if not number or not 0 < max_abs_action < 1:
             raise ValueError(f"max_abs_action must be a number in (0, 1), got {max_abs_action!r}")
         self.max_abs_action = float(max_abs_action)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch as th
+from diffrl_plugin_diffusion.heads import DiffusionHead, log_tanh_derivative, vp_betas
 
 from diffrl_core import IncompatibleComponentsError, make_model
 from diffrl_core.errors import ConfigError
 from diffrl_core.testing import UncheckedWarning, check_plugin
-from diffrl_plugin_diffusion.heads import DiffusionHead, log_tanh_derivative, vp_betas
 
 
 def make_head(seed: int = 0, trained_like: bool = True, **kwargs) -> DiffusionHead:
@@ -117,7 +116,7 @@ def test_samples_are_reparameterized_through_the_whole_chain() -> None:
     sample = head.sample(latent)
     assert sample.actions.abs().max() < 1.0
     (sample.actions.sum() + sample.log_prob.sum()).backward()
-    first_layer = head.noise_net[0].weight.grad
+    first_layer = head.input_layer.weight.grad
     assert first_layer is not None and first_layer.abs().sum() > 0
     assert head.log_sigma.grad is not None and bool((head.log_sigma.grad != 0).all())  # every step's noise scale
 
@@ -157,7 +156,7 @@ def test_the_denoising_loss_of_a_new_head_has_its_closed_form() -> None:
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": 0}, "steps must be an integer >= 1"),
-    ({"hidden": [64, 0]}, "hidden must be a list of positive integers"),
+    ({"hidden": [64, 0]}, "hidden must be a non-empty list of positive integers"),
     ({"beta_min": 2.0, "beta_max": 1.0}, "0 < beta_min <= beta_max"),
     ({"activation": "swish"}, "activation must be one of mish, relu, silu, tanh"),
 ])
