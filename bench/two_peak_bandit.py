@@ -71,7 +71,7 @@ def draw(samples: dict[str, np.ndarray], path: Path) -> None:
         plus, minus, valley = masses(actions)
         ax.hist(actions, bins=40, range=(-1, 1), density=True, color="tab:blue" if head == "diffusion" else "tab:gray")
         ax.plot(grid, optimal_density(grid), color="black", lw=1.2, label="max-entropy optimum")
-        ax.set_title(f"{head}: {plus:.0%} / {minus:.0%} near the optima, {valley:.0%} in the valley", fontsize=9)
+        ax.set_title(f"{head}: {minus:.0%} near -0.5, {plus:.0%} near +0.5, {valley:.0%} near 0", fontsize=9)
         ax.set_xlabel("action")
     axes[0].set_ylabel("density of 1,000 sampled actions")
     axes[0].legend(fontsize=8, loc="upper center")
