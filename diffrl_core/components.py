@@ -175,9 +175,9 @@ class ActorHead(nn.Module, ABC):
         following :attr:`ActorLossContext.progress`); it runs under ``torch.no_grad()`` unless it enables
         gradients itself (for an optimizer of its own).
 
-        :param ctx: the update's :class:`ActorLossContext` (SAC, TD3: its batch, its sample,
-            :meth:`~ActorLossContext.samples`,
-            the training progress) or :class:`OnPolicyLossContext` (PPO, A2C: once per minibatch)
+        :param ctx: the update's :class:`ActorLossContext` (SAC, TD3: its batch, its sample, more samples
+            through :meth:`~ActorLossContext.samples`, the training progress) or :class:`OnPolicyLossContext`
+            (PPO, A2C: once per minibatch)
         :return: values to log, as ``train/head/<key>`` (their mean over the updates of a ``train()`` call), or None
         """
         return None

@@ -648,7 +648,6 @@ __all__ = [
     "UncheckedWarning",
     "check_deterministic",
     "check_density",
-    "warn_unchecked",
     "check_evaluate_actions",
     "check_log_prob_gradient",
     "check_loss_gradient",
@@ -659,4 +658,5 @@ __all__ = [
     "ks_critical_value",
     "ks_statistic",
     "wide_raw_actions",
+    "warn_unchecked",
 ]
