@@ -108,6 +108,8 @@ class DiffusionHead(ActorHead):
             raise ValueError(f"time_dim must be a positive integer, got {time_dim!r}")
         if not 0 < beta_min <= beta_max:
             raise ValueError(f"expected 0 < beta_min <= beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}")
+        if not isinstance(learn_sigma, bool):
+            raise ValueError(f"learn_sigma must be true or false, got {learn_sigma!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
         self.steps = steps

@@ -161,6 +161,8 @@ def test_the_denoising_loss_of_a_new_head_has_its_closed_form() -> None:
     ({"hidden": [64, 0]}, "hidden must be a non-empty list of positive integers"),
     ({"beta_min": 2.0, "beta_max": 1.0}, "0 < beta_min <= beta_max"),
     ({"activation": "swish"}, "activation must be one of mish, relu, silu, tanh"),
+    ({"learn_sigma": "yes"}, "learn_sigma must be true or false"),
+    ({"hidden": 64}, "hidden"),
 ])
 def test_bad_head_kwargs_name_the_config_key(kwargs, message) -> None:
     config = {"env": "Pendulum-v1", "algo": "sac", "policy": {"head": "diffusion", "head_kwargs": kwargs}}
