@@ -303,18 +303,15 @@ def check_log_prob_gradient(head: ActorHead, latent: th.Tensor, name: str, seed:
     reparameterization): moving the parameters with the same random numbers then moves the
     sample differently from what autograd says, in most batches.
     """
-    import warnings
-
     comparison = compare_log_prob_gradient(head, latent, seed)
     if comparison is None:
         return True  # no trainable parameters: no gradient to get wrong
     pathwise = comparison.pathwise_batches
     if len(pathwise) < len(comparison.autograd_actions) // 2:
-        warnings.warn(UncheckedWarning(
-            f"{name}: {PROPERTIES['log_prob_gradient']} is not checked: its sample does not move with the parameters "
-            "as autograd says when the random numbers are held fixed (implicit reparameterization, as torch's "
-            "Gamma, Beta and Dirichlet use, or a sampler with discrete choices), so finite differences cannot "
-            "tell a detached log-prob from a right one"), stacklevel=2)
+        warn_unchecked(name, "log_prob_gradient", "its sample does not move with the parameters as autograd says "
+                       "when the random numbers are held fixed (implicit reparameterization, as torch's Gamma, Beta "
+                       "and Dirichlet use, or a sampler with discrete choices), so finite differences cannot tell a "
+                       "detached log-prob from a right one")
         return False
     bad = comparison.disagreeing_log_prob
     if bad:

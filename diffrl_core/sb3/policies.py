@@ -179,10 +179,7 @@ class ComposedActor(BasePolicy):
 
     def sample(self, obs: PyTorchObs) -> ActionSample:
         """A reparameterized head sample, its normalized actions and their log-prob, for the losses."""
-        latent = self.latent(obs)
-        sample = self.sample_from(self.head.sample(latent))
-        sample.latent = latent
-        return sample
+        return self.sample_latent(self.latent(obs))
 
     def sample_latent(self, latent: th.Tensor, n: int = 1) -> ActionSample:
         """``n`` reparameterized samples per row of ``latent``, stacked sample-major (``n * batch`` rows).

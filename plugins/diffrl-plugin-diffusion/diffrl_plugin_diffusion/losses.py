@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from diffrl_core.components import ActorHead, ActorLossContext, LossOutput, LossTerm
 
 
@@ -21,8 +19,6 @@ class DiffusionBCLoss(LossTerm):
     :param max_abs_action: buffer actions are clamped to ``[-max_abs_action, max_abs_action]`` before
         ``atanh`` (an action at the bound would map to infinity)
     """
-
-    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, max_abs_action: float = 0.999) -> None:
         number = isinstance(max_abs_action, int | float) and not isinstance(max_abs_action, bool)

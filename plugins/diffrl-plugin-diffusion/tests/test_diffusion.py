@@ -91,7 +91,7 @@ def test_with_one_step_the_estimate_exceeds_the_log_density_by_the_posterior_kl_
     normal = th.distributions.Normal
     with th.no_grad():
         sigma, sqrt_alpha, sqrt_beta = head.log_sigma[0, 0].exp(), head.sqrt_alphas[0], head.sqrt_betas[0]
-        mean = mean_at(head, grid, latent.expand(len(grid), 3)).squeeze(1)  # the reverse step's mean at each x_1
+        mean = mean_step(head, grid, 0, latent.expand(len(grid), 3)).squeeze(1)  # the reverse step's mean at each x_1
         th.manual_seed(11)
         sample = head.sample(latent.expand(1000, 3))
         x0 = sample.params["x0"]  # (1000, 1)
@@ -106,10 +106,6 @@ def test_with_one_step_the_estimate_exceeds_the_log_density_by_the_posterior_kl_
     assert bool((kl >= 0).all()) and kl.mean().item() > 0.01
     standard_error = gap.std().item() / math.sqrt(len(gap))
     assert abs(gap.mean().item() - kl.mean().item()) < 4 * standard_error, (gap.mean(), kl.mean(), standard_error)
-
-
-def mean_at(head: DiffusionHead, x1: th.Tensor, latent: th.Tensor) -> th.Tensor:
-    return (x1 - head.eps_coefficients[0] * head.epsilon(x1, 0, latent)) / head.sqrt_alphas[0]
 
 
 def test_samples_are_reparameterized_through_the_whole_chain() -> None:
